@@ -1,0 +1,169 @@
+"""The `nucgen` command: one entry point, one subcommand per job.
+
+Each subcommand is a module with an absl `main(argv)` (and `define_flags()`); only the chosen
+module is imported, so absl flags of different jobs never clash and `nucgen --help` is fast.
+`python -m <module>` runs the same job.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from absl import app
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "preview": (
+        "nucgen_tf.preview",
+        "render the paper's representations of a data folder (or a built-in example)",
+    ),
+    "fetch": ("nucgen_tf.recipes.bbbc039", "download and convert BBBC039 into images/ + masks/ splits"),
+    "train": (
+        "nucgen_tf.trainers.train",
+        "train one GAN stage (--stage 1|2|3), resuming from its checkpoints",
+    ),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: nucgen <command> [--flags]  (nucgen <command> --help for its flags)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        raise SystemExit(0 if len(argv) >= 2 else 2)
+    name = argv[1]
+    if name not in COMMANDS:
+        sys.stderr.write(f"nucgen: unknown command {name!r}\n\n{usage()}")
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[name][0])
+    define_flags = getattr(module, "define_flags", None)
+    if define_flags is not None:  # modules may also define their flags at import
+        define_flags()
+    app.run(module.main, argv=[f"nucgen {name}", *argv[2:]])
+
+
+if __name__ == "__main__":
+    main()
+
+
+# ----- shared training flags -> StageConfig (only trainers and this module read FLAGS) -----
+
+
+def define_stage_flags(stage: int | None = None) -> None:
+    """Flags of `nucgen train` / `python -m nucgen_tf.trainers.stageN`; presets set them in *.flags files."""
+    from absl import flags
+
+    from nucgen_tf.config import PatchConfig, RenderConfig, SeedConfig
+    from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
+    from nucgen_tf.trainers.config import TrainConfig
+
+    t, g, d, loss, p = TrainConfig(), GeneratorConfig(), DiscriminatorConfig(), GanLossConfig(), PatchConfig()
+    flags.DEFINE_integer("stage", stage, "1: seeds -> box map, 2: ellipses -> mask, 3: mask -> image.")
+    flags.DEFINE_string("data", None, "Training folder with images/ and masks/.")
+    flags.DEFINE_string("workdir", None, "Run folder: checkpoints, TensorBoard logs, panels, config.json.")
+    flags.DEFINE_string("export_dir", None, "Where to export the generator (default <workdir>/export).")
+    flags.DEFINE_list("patch", [str(s) for s in p.patch_shape], "Patch shape, Y,X or Z,Y,X (sets 2D/3D).")
+    flags.DEFINE_list("spacing", [], "Physical voxel size per axis, e.g. 2,1,1 (3D seed arrangements).")
+    flags.DEFINE_integer("batch", p.batch_size, "Global batch size.")
+    flags.DEFINE_bool("rot90", p.rot90, "Random 90-degree rotations (square YX patches).")
+    flags.DEFINE_integer("max_files", 0, "Use at most this many training pairs (0 = all).")
+    flags.DEFINE_integer("steps", t.steps, "Training steps.")
+    flags.DEFINE_float("lr", t.lr, "Initial learning rate.")
+    flags.DEFINE_float(
+        "decay_from", t.decay_from, "Fraction of steps after which the lr decays linearly to 0."
+    )
+    flags.DEFINE_integer("checkpoint_every", t.checkpoint_every, "Steps between checkpoints.")
+    flags.DEFINE_integer("log_every", t.log_every, "Steps between TensorBoard scalars.")
+    flags.DEFINE_integer("image_every", t.image_every, "Steps between TensorBoard image panels.")
+    flags.DEFINE_enum(
+        "precision",
+        t.precision,
+        ["float32", "mixed", "mixed_float16", "mixed_bfloat16"],
+        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPU.",
+    )
+    flags.DEFINE_enum(
+        "strategy", t.strategy, ["default", "mirrored", "multiworker"], "tf.distribute strategy."
+    )
+    flags.DEFINE_bool("jit_compile", t.jit_compile, "XLA-compile the train step.")
+    flags.DEFINE_integer("seed", t.seed, "Random seed.")
+    flags.DEFINE_integer("filters", g.base_filters, "Generator base filters.")
+    flags.DEFINE_integer("depth", g.depth, "Generator down-sampling levels.")
+    flags.DEFINE_integer("d_filters", d.base_filters, "Discriminator base filters.")
+    flags.DEFINE_integer("d_layers", d.n_layers, "Discriminator stride-2 layers.")
+    flags.DEFINE_enum("adversarial", loss.adversarial, ["mae", "lsgan", "bce"], "Adversarial criterion.")
+    flags.DEFINE_float("lambda_cycle", loss.lambda_cycle, "Cycle-consistency weight (stages 1-2).")
+    flags.DEFINE_float("lambda_identity", loss.lambda_identity, "Identity weight, fraction of lambda_cycle.")
+    flags.DEFINE_float("lambda_l1", loss.lambda_l1, "pix2pix L1 weight (stage 3).")
+    flags.DEFINE_integer("pool_size", loss.pool_size, "Image history pool per discriminator (0 = off).")
+    flags.DEFINE_float("seed_density", SeedConfig.density, "Stage 1: seeds per 10,000 pixels/voxels.")
+    flags.DEFINE_list("seed_kinds", list(SeedConfig.kinds), "Stage 1: seed arrangements to draw from.")
+    flags.DEFINE_float("cluster_radius", SeedConfig.cluster_radius, "Stage 1: sigma of clustered seeds (px).")
+    flags.DEFINE_float(
+        "sparse_min_distance", SeedConfig.sparse_min_distance, "Stage 1: sparse hard core (px)."
+    )
+    flags.DEFINE_float(
+        "crowded_min_distance", SeedConfig.crowded_min_distance, "Stage 1: crowded hard core (px)."
+    )
+    flags.DEFINE_float("bv", RenderConfig.bv, "Eq. 1 boundary value.")
+
+
+def stage_config_from_flags():
+    """The StageConfig that the parsed flags describe (validated by the dataclasses)."""
+    import dataclasses
+
+    from absl import flags
+
+    from nucgen_tf.config import PatchConfig, RenderConfig, SeedConfig
+    from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
+    from nucgen_tf.trainers.config import StageConfig, TrainConfig
+
+    f = flags.FLAGS
+    if f.stage is None or not f.data or not f.workdir:
+        raise app.UsageError("--stage, --data and --workdir are required.")
+    patch = tuple(int(v) for v in f.patch)
+    return StageConfig(
+        stage=f.stage,
+        data=f.data,
+        patch=PatchConfig(patch_shape=patch, batch_size=f.batch, rot90=f.rot90, seed=f.seed),
+        render=RenderConfig(bv=f.bv),
+        seeds=SeedConfig(
+            kinds=tuple(f.seed_kinds),
+            density=f.seed_density,
+            cluster_radius=f.cluster_radius,
+            sparse_min_distance=f.sparse_min_distance,
+            crowded_min_distance=f.crowded_min_distance,
+        ),
+        train=TrainConfig(
+            steps=f.steps,
+            lr=f.lr,
+            decay_from=f.decay_from,
+            checkpoint_every=f.checkpoint_every,
+            log_every=f.log_every,
+            image_every=f.image_every,
+            precision=f.precision,
+            strategy=f.strategy,
+            jit_compile=f.jit_compile,
+            seed=f.seed,
+        ),
+        generator=dataclasses.replace(GeneratorConfig(), base_filters=f.filters, depth=f.depth),
+        discriminator=dataclasses.replace(
+            DiscriminatorConfig(), base_filters=f.d_filters, n_layers=f.d_layers
+        ),
+        loss=dataclasses.replace(
+            GanLossConfig(),
+            adversarial=f.adversarial,
+            lambda_cycle=f.lambda_cycle,
+            lambda_identity=f.lambda_identity,
+            lambda_l1=f.lambda_l1,
+            pool_size=f.pool_size,
+        ),
+        max_files=f.max_files,
+        spacing=tuple(float(v) for v in f.spacing),
+    )

@@ -1,0 +1,166 @@
+"""Frozen dataclass configs of the networks and of the GAN objectives.
+
+They live beside the models rather than in `nucgen_tf/config.py` because only the model
+builders read them; `nucgen_tf.config.to_dict` / `from_dict` serialize them like any other
+config. Like the shared configs they validate in `__post_init__`, so that a bad value fails
+where it is written and not while a graph is being traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nucgen_tf.losses import ADVERSARIAL_KINDS
+
+UPSAMPLING_KINDS = ("transpose", "nearest")
+
+
+def _at_least(name: str, value: float, bound: float) -> None:
+    if not value >= bound:
+        raise ValueError(f"`{name}` must be >= {bound}. Received: {name}={value!r}")
+
+
+def normalize_strides(strides: Any, levels: int, name: str = "strides") -> tuple:
+    """Nested tuples of per-level strides; each level an int or a tuple of ints in {1, 2}.
+
+    An empty value means "isotropic stride 2 at every level" and stays empty, so that the
+    default serializes as `[]`. Lists (as read back from JSON) become tuples.
+
+    Args:
+        strides: `()`/`None`, or one entry per level: an int, or a per-axis sequence.
+        levels: the number of levels the network has (generator depth, discriminator layers).
+        name: the field name used in error messages.
+
+    Returns:
+        A tuple with one int or tuple-of-ints per level, or `()`.
+    """
+    if strides is None or len(strides) == 0:
+        return ()
+    if len(strides) != levels:
+        raise ValueError(
+            f"`{name}` needs one entry per level ({levels}). Received: {name}={strides!r}"
+        )
+    out = []
+    for level in strides:
+        if isinstance(level, int):
+            values: tuple = (level,)
+            out.append(level)
+        else:
+            values = tuple(int(v) for v in level)
+            out.append(values)
+        if not values or any(v not in (1, 2) for v in values):
+            raise ValueError(f"Every stride in `{name}` must be 1 or 2. Received: {name}={strides!r}")
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """U-Net encoder-decoder generator (paper Sec. III: skip connections, tanh output).
+
+    Attributes:
+        base_filters: filters at full resolution; level `i` has `base_filters * 2**i`.
+        depth: number of stride-2 (or per-axis) down-sampling levels; patch sizes must be
+            divisible by `2**depth` per axis (by the product of `strides` when given).
+        max_filters: cap on the filters of the deep levels (bounds 3D memory).
+        kernel_size: spatial kernel size of every convolution.
+        upsampling: "transpose" (transposed convolution, pix2pix) or "nearest"
+            (nearest up-sampling + convolution, no checkerboard artifacts).
+        strides: `()` for isotropic stride 2, or one entry per level, each an int or a
+            per-axis tuple such as `(1, 2, 2)` so an anisotropic Z axis is not over-reduced
+            (see `nucgen_tf.models.layers.level_strides`).
+    """
+
+    base_filters: int = 16
+    depth: int = 4
+    max_filters: int = 256
+    kernel_size: int = 3
+    upsampling: str = "transpose"
+    strides: tuple = ()
+
+    def __post_init__(self):
+        _at_least("base_filters", self.base_filters, 1)
+        _at_least("depth", self.depth, 1)
+        _at_least("kernel_size", self.kernel_size, 1)
+        if self.max_filters < self.base_filters:
+            raise ValueError(
+                "`max_filters` must be >= `base_filters`. Received: "
+                f"max_filters={self.max_filters}, base_filters={self.base_filters}"
+            )
+        if self.upsampling not in UPSAMPLING_KINDS:
+            raise ValueError(
+                f"`upsampling` must be one of {UPSAMPLING_KINDS}. Received: upsampling={self.upsampling!r}"
+            )
+        object.__setattr__(self, "strides", normalize_strides(self.strides, self.depth))
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Markovian PatchGAN discriminator (pix2pix; 70x70 receptive field at `n_layers=3`).
+
+    Attributes:
+        base_filters: filters of the first convolution.
+        n_layers: number of stride-2 convolutions; the patch grid is the input size over
+            `2**n_layers` per axis.
+        max_filters: cap on the filters (pix2pix caps at 8 x base).
+        kernel_size: spatial kernel size (4 in pix2pix).
+        strides: `()` for isotropic stride 2, or one entry per stride-2 layer (int or
+            per-axis tuple), as in `GeneratorConfig.strides`.
+    """
+
+    base_filters: int = 16
+    n_layers: int = 3
+    max_filters: int = 128
+    kernel_size: int = 4
+    strides: tuple = ()
+
+    def __post_init__(self):
+        _at_least("base_filters", self.base_filters, 1)
+        _at_least("n_layers", self.n_layers, 1)
+        _at_least("kernel_size", self.kernel_size, 1)
+        if self.max_filters < self.base_filters:
+            raise ValueError(
+                "`max_filters` must be >= `base_filters`. Received: "
+                f"max_filters={self.max_filters}, base_filters={self.base_filters}"
+            )
+        object.__setattr__(self, "strides", normalize_strides(self.strides, self.n_layers))
+
+
+@dataclasses.dataclass(frozen=True)
+class GanLossConfig:
+    """Loss weights, adversarial criterion and image pool of the three GAN models.
+
+    The paper says "Mean-Absolute-Error loss is used for all the stages", so the default
+    adversarial criterion is MAE on the discriminator logits (|D(x) - target|); "lsgan"
+    (the reference CycleGAN's MSE) and "bce" are kept for comparison.
+
+    Attributes:
+        adversarial: "mae", "lsgan" or "bce".
+        lambda_cycle: weight of each cycle-consistency L1 term (CycleGAN, stages 1-2).
+        lambda_identity: identity weight as a FRACTION of `lambda_cycle`, as the reference
+            CycleGAN's `--lambda_identity 0.5`; the effective weight is
+            `lambda_cycle * lambda_identity`. Ignored (with a log line) when a generator's
+            input and output channels differ, as in stage 2 (3 <-> 4 channels).
+        lambda_l1: weight of the pix2pix L1 term (stage 3).
+        pool_size: fake images kept per discriminator (CycleGAN models); 0 disables the
+            pool. Pix2Pix, like the reference, uses no pool.
+        pool_seed: seed of the pools' random generators (deterministic resume); None draws a
+            non-deterministic seed.
+    """
+
+    adversarial: str = "mae"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    lambda_l1: float = 100.0
+    pool_size: int = 50
+    pool_seed: int | None = 0
+
+    def __post_init__(self):
+        if self.adversarial not in ADVERSARIAL_KINDS:
+            raise ValueError(
+                f"`adversarial` must be one of {ADVERSARIAL_KINDS}. "
+                f"Received: adversarial={self.adversarial!r}"
+            )
+        for name in ("lambda_cycle", "lambda_identity", "lambda_l1"):
+            _at_least(name, getattr(self, name), 0)
+        _at_least("pool_size", self.pool_size, 0)

@@ -1,0 +1,611 @@
+"""The three GAN models of the paper: CycleGAN (stage 1), PairedCycleGAN (stage 2), Pix2Pix (stage 3).
+
+Each model is a `keras.Model` that owns its networks and implements `train_step` /
+`test_step` with `tf.GradientTape`, so it trains with `model.fit(dataset, ...)` or with a
+custom loop calling `model.train_step(batch)` inside a `tf.function`. Subclass contract
+(`_GanBase`): `_unpack(data)` -> tuple of float32 tensors, `_generator_terms(batch,
+training)` -> (loss terms, fakes), `_generator_objective(terms)`, `_pool(fakes)`,
+`_discriminator_terms(batch, fakes, training)`; the base class does the updates, the
+mixed-precision loss scaling, the distribution scaling and the trackers.
+
+One training step: generator update on the weighted generator terms (discriminators fixed),
+then discriminator update on the real images and the generator's fakes of that step
+(through the image pool for the CycleGAN models), as the reference CycleGAN does.
+
+Distribution: every loss in `nucgen_tf.losses` is a mean over the LOCAL (per-replica)
+batch. Under a `tf.distribute` strategy with R replicas the differentiated loss is divided
+by R; `optimizer.apply_gradients`, called in the replica context, all-reduces the gradients
+with SUM (Keras `TFOptimizer._all_reduce_sum_gradients`), so the applied gradient is the mean
+over replicas of the local-mean gradients, i.e. the global-batch mean for equal local
+batches. This is what Keras' own `train_step` does (`scale_loss_for_distribution`). Trackers
+record the unscaled local means weighted by the local batch size.
+
+Mixed precision: under "mixed_float16" `compile` wraps each optimizer in a
+`LossScaleOptimizer`; the loss is scaled inside the tape, `apply_gradients` unscales and
+skips non-finite steps. Every loss is computed in float32 and the networks' last layers are
+float32. "mixed_bfloat16" needs no loss scaling.
+
+Checkpoints: `tf.train.Checkpoint(model=gan)` captures the networks, both optimizers (after
+`compile`) and the image pools with their random generators, i.e. everything an exact
+resume needs. A `.keras` file stores the networks, the loss config and the optimizer state
+(`get_compile_config` / `compile_from_config`), but not the pools.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from nucgen_tf import losses
+from nucgen_tf.config import from_dict
+from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
+from nucgen_tf.models.discriminators import discriminator_from_config
+from nucgen_tf.models.generators import generator_from_config
+from nucgen_tf.models.pool import ImagePool
+
+
+def _in_channels(net: keras.Model) -> int:
+    return int(net.inputs[0].shape[-1])
+
+
+def _out_channels(net: keras.Model) -> int:
+    return int(net.outputs[0].shape[-1])
+
+
+def _ndim(net: keras.Model) -> int:
+    return len(net.inputs[0].shape) - 2
+
+
+def _float32(x) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+def _pair(data: Any, keys: tuple[str, str], model: str) -> tuple[tf.Tensor, tf.Tensor]:
+    if isinstance(data, dict):
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"{model} needs a batch dict with keys {keys}. Received keys: {sorted(data)}")
+        return _float32(data[keys[0]]), _float32(data[keys[1]])
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return _float32(data[0]), _float32(data[1])
+    raise ValueError(
+        f"{model} needs a batch ({keys[0]}, {keys[1]}) or a dict with keys {keys}. "
+        f"Received: {type(data).__name__} of length {len(data) if hasattr(data, '__len__') else '?'}"
+    )
+
+
+def _first(inputs: Any, key: str) -> Any:
+    if isinstance(inputs, dict):
+        return inputs[key]
+    if isinstance(inputs, (tuple, list)):
+        return inputs[0]
+    return inputs
+
+
+class _GanBase(keras.Model):
+    """Two-optimizer adversarial training shared by the three models.
+
+    Args:
+        loss_config: loss weights, adversarial criterion and pool settings.
+        **kwargs: `keras.Model` arguments (`name`, ...).
+    """
+
+    def __init__(self, loss_config: GanLossConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_config = loss_config if loss_config is not None else GanLossConfig()
+        self.g_optimizer = None
+        self.d_optimizer = None
+
+    # ----- subclass contract -------------------------------------------------------------
+    def _networks(self) -> dict[str, keras.Model]:
+        raise NotImplementedError
+
+    def _generator_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _unpack(self, data: Any) -> tuple[tf.Tensor, ...]:
+        raise NotImplementedError
+
+    def _generator_terms(self, batch, training: bool) -> tuple[dict[str, tf.Tensor], tuple]:
+        raise NotImplementedError
+
+    def _generator_objective(self, terms: dict[str, tf.Tensor]) -> tf.Tensor:
+        raise NotImplementedError
+
+    def _pool(self, fakes: tuple) -> tuple:
+        return fakes
+
+    def _discriminator_terms(self, batch, fakes: tuple, training: bool) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def _term_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        raise NotImplementedError
+
+    # ----- shared machinery --------------------------------------------------------------
+    def _create_trackers(self) -> None:
+        g_names, d_names = self._term_names()
+        names = ("g_loss", *g_names, "d_loss", *d_names)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def metrics(self) -> list:
+        # Listed here so that fit/evaluate reset them every epoch.
+        return list(self._trackers.values())
+
+    @property
+    def generator_variables(self) -> list:
+        nets = self._networks()
+        return [v for name in self._generator_names() for v in nets[name].trainable_variables]
+
+    @property
+    def discriminator_variables(self) -> list:
+        nets = self._networks()
+        return [
+            v for name, net in nets.items() if name not in self._generator_names()
+            for v in net.trainable_variables
+        ]
+
+    def _uses_float16(self) -> bool:
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            return True
+        return any(
+            layer.dtype_policy.name == "mixed_float16"
+            for net in self._networks().values()
+            for layer in net.layers
+        )
+
+    def compile(
+        self,
+        g_optimizer: keras.optimizers.Optimizer,
+        d_optimizer: keras.optimizers.Optimizer,
+        *,
+        jit_compile: bool | str = "auto",
+        steps_per_execution: int = 1,
+        run_eagerly: bool = False,
+    ) -> None:
+        """Attach one optimizer to the generators and one to the discriminators.
+
+        Under "mixed_float16" each optimizer is wrapped in a `LossScaleOptimizer` (Keras'
+        `compile` would only wrap `self.optimizer`, which a GAN does not use). Both are built
+        here, on their variable lists, so that no variable is created while tracing and a
+        checkpoint can be restored into them before the first step. Call `compile` inside
+        `strategy.scope()` when distributing.
+
+        Args:
+            g_optimizer: optimizer of all generator weights.
+            d_optimizer: optimizer of all discriminator weights (a different object).
+            jit_compile: XLA for the train/test step, as in `keras.Model.compile`
+                ("auto" means off on CPU-only machines).
+            steps_per_execution: batches per compiled call, as in `keras.Model.compile`.
+            run_eagerly: debug mode, as in `keras.Model.compile`.
+        """
+        if g_optimizer is None or d_optimizer is None:
+            raise ValueError(
+                "Both optimizers are required. "
+                f"Received: g_optimizer={g_optimizer}, d_optimizer={d_optimizer}"
+            )
+        if g_optimizer is d_optimizer:
+            raise ValueError("`g_optimizer` and `d_optimizer` must be different optimizer objects.")
+        super().compile(
+            optimizer=None,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            run_eagerly=run_eagerly,
+            auto_scale_loss=False,
+        )
+        if self._uses_float16():
+            if not isinstance(g_optimizer, keras.optimizers.LossScaleOptimizer):
+                g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer, name="g_loss_scale_optimizer")
+            if not isinstance(d_optimizer, keras.optimizers.LossScaleOptimizer):
+                d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer, name="d_loss_scale_optimizer")
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        if not g_optimizer.built:
+            g_optimizer.build(self.generator_variables)
+        if not d_optimizer.built:
+            d_optimizer.build(self.discriminator_variables)
+
+    def get_compile_config(self) -> dict:
+        if not self.compiled or self.g_optimizer is None:
+            return {}
+
+        def inner(opt):
+            return opt.inner_optimizer if isinstance(opt, keras.optimizers.LossScaleOptimizer) else opt
+
+        return {
+            "g_optimizer": keras.optimizers.serialize(inner(self.g_optimizer)),
+            "d_optimizer": keras.optimizers.serialize(inner(self.d_optimizer)),
+            "jit_compile": self.jit_compile,
+            "steps_per_execution": self.steps_per_execution,
+        }
+
+    def compile_from_config(self, config: dict) -> None:
+        if not config:
+            return
+        self.compile(
+            keras.optimizers.deserialize(config["g_optimizer"]),
+            keras.optimizers.deserialize(config["d_optimizer"]),
+            jit_compile=config.get("jit_compile", "auto"),
+            steps_per_execution=config.get("steps_per_execution", 1),
+        )
+
+    def _require_compiled(self) -> None:
+        if self.g_optimizer is None:
+            raise ValueError(
+                f"Call `{type(self).__name__}.compile(g_optimizer, d_optimizer)` before training."
+            )
+
+    def _track(self, values: dict[str, tf.Tensor], batch_size: tf.Tensor) -> dict[str, tf.Tensor]:
+        for name, value in values.items():
+            self._trackers[name].update_state(value, sample_weight=batch_size)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _build_from_batch(self, batch: tuple[tf.Tensor, ...]) -> None:
+        if self.built:
+            return
+        if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+            raise ValueError(
+                f"{type(self).__name__} must be built before a distributed step: call "
+                "`model.build(input_shape)` inside `strategy.scope()` (fit does this)."
+            )
+        self.build([tuple(x.shape) for x in batch])
+
+    def generator_losses(self, data: Any, training: bool = False) -> dict[str, tf.Tensor]:
+        """Generator terms of one batch and their weighted sum "g_loss" (no update)."""
+        terms, _ = self._generator_terms(self._unpack(data), training)
+        return {"g_loss": self._generator_objective(terms), **terms}
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One generator update, then one discriminator update; returns the tracker means."""
+        self._require_compiled()
+        batch = self._unpack(data)
+        self._build_from_batch(batch)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+
+        g_vars = self.generator_variables
+        with tf.GradientTape() as tape:
+            g_terms, fakes = self._generator_terms(batch, training=True)
+            g_loss = self._generator_objective(g_terms)
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas if replicas > 1 else g_loss)
+        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
+
+        fakes = tuple(tf.stop_gradient(f) for f in self._pool(fakes))
+        d_vars = self.discriminator_variables
+        with tf.GradientTape() as tape:
+            d_terms = self._discriminator_terms(batch, fakes, training=True)
+            d_loss = tf.add_n(list(d_terms.values()))
+            scaled = self.d_optimizer.scale_loss(d_loss / replicas if replicas > 1 else d_loss)
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
+
+        batch_size = tf.cast(tf.shape(batch[0])[0], tf.float32)
+        return self._track({"g_loss": g_loss, **g_terms, "d_loss": d_loss, **d_terms}, batch_size)
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """The training losses without updates; the discriminators see this step's fakes (no pool)."""
+        batch = self._unpack(data)
+        g_terms, fakes = self._generator_terms(batch, training=False)
+        g_loss = self._generator_objective(g_terms)
+        d_terms = self._discriminator_terms(batch, fakes, training=False)
+        d_loss = tf.add_n(list(d_terms.values()))
+        batch_size = tf.cast(tf.shape(batch[0])[0], tf.float32)
+        return self._track({"g_loss": g_loss, **g_terms, "d_loss": d_loss, **d_terms}, batch_size)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        for name, net in self._networks().items():
+            config[name] = keras.saving.serialize_keras_object(net)
+        config["loss_config"] = dataclasses.asdict(self.loss_config)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        config = copy.deepcopy(config)  # Keras' deserialization pops keys of nested dicts
+        loss_config = from_dict(GanLossConfig, config.pop("loss_config", {}))
+        nets = {
+            name: keras.saving.deserialize_keras_object(config.pop(name), custom_objects=custom_objects)
+            for name in cls._network_names
+        }
+        return cls(**nets, loss_config=loss_config, **config)
+
+
+@keras.saving.register_keras_serializable(package="nucgen")
+class CycleGAN(_GanBase):
+    """CycleGAN (Zhu et al. 2017) for unpaired domains A and B (paper stage 1: seeds <-> boxes).
+
+    Generator terms: adversarial `g_adv_ab` = crit(D_B(G_AB(a)), real), `g_adv_ba`;
+    cycle `cycle_a` = |G_BA(G_AB(a)) - a|, `cycle_b`; identity `identity_a` =
+    |G_BA(a) - a|, `identity_b` = |G_AB(b) - b| when both generators keep the channel
+    count. Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b)
+    + lambda_cycle * lambda_identity * (identity_a + identity_b). Discriminator terms
+    `d_a`, `d_b` = 0.5 * (crit(D(real), real) + crit(D(pooled fake), fake)).
+
+    Args:
+        gen_ab: generator A -> B, (B, *spatial, C_A) -> (B, *spatial, C_B).
+        gen_ba: generator B -> A.
+        disc_a: discriminator of domain A (C_A input channels).
+        disc_b: discriminator of domain B (C_B input channels).
+        loss_config: weights, criterion, pool size and seed.
+        **kwargs: `keras.Model` arguments.
+
+    Data: `(a, b)` or `{"a": a, "b": b}`, float32 in [-1, 1]. `model(a)` / `predict` run
+    G_AB. The pools need a fixed patch shape: `model.build((None, *spatial, C_A))`, or
+    let `fit` / the first step build them.
+    """
+
+    _network_names = ("gen_ab", "gen_ba", "disc_a", "disc_b")
+
+    def __init__(
+        self,
+        gen_ab: keras.Model,
+        gen_ba: keras.Model,
+        disc_a: keras.Model,
+        disc_b: keras.Model,
+        loss_config: GanLossConfig | None = None,
+        **kwargs,
+    ):
+        super().__init__(loss_config, **kwargs)
+        channels_a, channels_b = _in_channels(gen_ab), _out_channels(gen_ab)
+        ndim = _ndim(gen_ab)
+        expected = {
+            "gen_ba": (gen_ba, channels_b, channels_a),
+            "disc_a": (disc_a, channels_a, 1),
+            "disc_b": (disc_b, channels_b, 1),
+        }
+        for name, (net, c_in, c_out) in expected.items():
+            got = (_ndim(net), _in_channels(net), _out_channels(net))
+            if got != (ndim, c_in, c_out):
+                raise ValueError(
+                    f"`{name}` must map {ndim}D inputs with {c_in} channels to {c_out} channels, "
+                    f"to match gen_ab ({channels_a} -> {channels_b}). Received: ndim, in, out = {got}"
+                )
+        self.ndim = ndim
+        self.channels_a = channels_a
+        self.channels_b = channels_b
+        self.gen_ab = gen_ab
+        self.gen_ba = gen_ba
+        self.disc_a = disc_a
+        self.disc_b = disc_b
+        cfg = self.loss_config
+        self.use_identity = cfg.lambda_identity > 0 and cfg.lambda_cycle > 0 and channels_a == channels_b
+        if cfg.lambda_identity > 0 and channels_a != channels_b:
+            logging.info(
+                "%s: identity loss disabled, the domains have %d and %d channels.",
+                self.name, channels_a, channels_b,
+            )
+        seed_b = None if cfg.pool_seed is None else cfg.pool_seed + 1
+        # pool_a holds fakes of domain A (from gen_ba) for disc_a; pool_b fakes of B for disc_b.
+        self.pool_a = ImagePool(cfg.pool_size, seed=cfg.pool_seed, name="pool_a")
+        self.pool_b = ImagePool(cfg.pool_size, seed=seed_b, name="pool_b")
+        self._create_trackers()
+        if cfg.pool_size == 0:
+            self.built = True
+
+    def _networks(self) -> dict[str, keras.Model]:
+        return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}
+
+    def _generator_names(self) -> tuple[str, ...]:
+        return ("gen_ab", "gen_ba")
+
+    def _term_names(self):
+        g = ("g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b")
+        if self.use_identity:
+            g += ("identity_a", "identity_b")
+        return g, ("d_a", "d_b")
+
+    def build(self, input_shape) -> None:
+        """Create the image pools for patches of a fixed size.
+
+        Args:
+            input_shape: the shape of a domain-A batch, (B, *spatial, C_A); or a pair /
+                dict {"a", "b"} of both domains' shapes. Without B's shape, domain B is
+                assumed to share A's spatial size.
+        """
+        if isinstance(input_shape, dict):
+            shape_a, shape_b = input_shape["a"], input_shape.get("b", input_shape["a"])
+        elif input_shape and isinstance(input_shape[0], (tuple, list)):
+            shape_a, shape_b = input_shape[0], input_shape[-1]
+        else:
+            shape_a = shape_b = input_shape
+        spatial_a, spatial_b = tuple(shape_a)[1:-1], tuple(shape_b)[1:-1]
+        if len(spatial_a) != self.ndim or len(spatial_b) != self.ndim:
+            raise ValueError(
+                f"{self.name} is {self.ndim}D; build it with (B, *spatial, C) shapes. "
+                f"Received: input_shape={input_shape}"
+            )
+        self.pool_b.build(spatial_a + (self.channels_b,))
+        self.pool_a.build(spatial_b + (self.channels_a,))
+
+    def call(self, inputs, training: bool = False):
+        return self.gen_ab(_first(inputs, "a"), training=training)
+
+    def _unpack(self, data):
+        return _pair(data, ("a", "b"), type(self).__name__)
+
+    def _generator_terms(self, batch, training):
+        real_a, real_b = batch
+        fake_b = self.gen_ab(real_a, training=training)
+        fake_a = self.gen_ba(real_b, training=training)
+        kind = self.loss_config.adversarial
+        terms = {
+            "g_adv_ab": losses.generator_adversarial_loss(self.disc_b(fake_b, training=training), kind),
+            "g_adv_ba": losses.generator_adversarial_loss(self.disc_a(fake_a, training=training), kind),
+            "cycle_a": losses.cycle_loss(real_a, self.gen_ba(fake_b, training=training)),
+            "cycle_b": losses.cycle_loss(real_b, self.gen_ab(fake_a, training=training)),
+        }
+        if self.use_identity:
+            terms["identity_a"] = losses.identity_loss(real_a, self.gen_ba(real_a, training=training))
+            terms["identity_b"] = losses.identity_loss(real_b, self.gen_ab(real_b, training=training))
+        return terms, (fake_a, fake_b)
+
+    def _generator_objective(self, terms):
+        cfg = self.loss_config
+        total = terms["g_adv_ab"] + terms["g_adv_ba"]
+        total += cfg.lambda_cycle * (terms["cycle_a"] + terms["cycle_b"])
+        if self.use_identity:
+            total += cfg.lambda_cycle * cfg.lambda_identity * (terms["identity_a"] + terms["identity_b"])
+        return total
+
+    def _pool(self, fakes):
+        fake_a, fake_b = fakes
+        return self.pool_a(fake_a), self.pool_b(fake_b)
+
+    def _discriminator_terms(self, batch, fakes, training):
+        (real_a, real_b), (fake_a, fake_b) = batch, fakes
+        kind = self.loss_config.adversarial
+        return {
+            "d_a": losses.discriminator_adversarial_loss(
+                self.disc_a(real_a, training=training), self.disc_a(fake_a, training=training), kind
+            ),
+            "d_b": losses.discriminator_adversarial_loss(
+                self.disc_b(real_b, training=training), self.disc_b(fake_b, training=training), kind
+            ),
+        }
+
+
+@keras.saving.register_keras_serializable(package="nucgen")
+class PairedCycleGAN(CycleGAN):
+    """The paper's stage-2 strategy: CycleGAN losses on CORRESPONDING pairs (B_i, S_i).
+
+    Domain A holds the colored ellipses B_i of a real mask (3 channels), domain B the colored
+    mask + boundary S_i of the same mask (4 channels). Every batch pairs them, so that F
+    (`gen_ab`) learns masks "constrained" by the given boxes, yet there is NEVER a direct loss
+    between F(B_i) and S_i: F(B_i) is only asked to look like the distribution {S_i} (through
+    D_S) and to map back to B_i (cycle), because one box fits many plausible masks and a
+    pix2pix-style |F(B_i) - S_i| would collapse that one-to-many mapping (paper Sec. II-B).
+    S_i enters the objective only as the target of its own cycle |F(G(S_i)) - S_i|, as the
+    input of G, and as a real sample for D_S.
+
+    The losses are exactly `CycleGAN`'s; only the data differ (pairs, not independent
+    shuffles). Identity terms are off here since 3 != 4 channels.
+    """
+
+
+@keras.saving.register_keras_serializable(package="nucgen")
+class Pix2Pix(_GanBase):
+    """pix2pix (Isola et al. 2017) with a conditional PatchGAN (paper stage 3: mask -> image).
+
+    Generator terms: `g_adv` = crit(D(concat(x, G(x))), real) and `l1` = |G(x) - y|;
+    objective g_adv + lambda_l1 * l1. Discriminator terms `d_real` = 0.5 * crit(D(concat(x,
+    y)), real) and `d_fake` = 0.5 * crit(D(concat(x, G(x))), fake). No image pool, as in the
+    reference pix2pix.
+
+    Args:
+        generator: (B, *spatial, C_in) -> (B, *spatial, C_out).
+        discriminator: takes C_in + C_out channels (condition and image concatenated).
+        loss_config: weights and criterion (`pool_size` is not used).
+        **kwargs: `keras.Model` arguments.
+
+    Data: `(x, y)` or `{"x": x, "y": y}`. `model(x)` / `predict` run the generator.
+    """
+
+    _network_names = ("generator", "discriminator")
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        loss_config: GanLossConfig | None = None,
+        **kwargs,
+    ):
+        super().__init__(loss_config, **kwargs)
+        c_in, c_out, ndim = _in_channels(generator), _out_channels(generator), _ndim(generator)
+        got = (_ndim(discriminator), _in_channels(discriminator), _out_channels(discriminator))
+        if got != (ndim, c_in + c_out, 1):
+            raise ValueError(
+                f"`discriminator` must map {ndim}D inputs with {c_in} + {c_out} channels (condition, image) "
+                f"to 1 channel. Received: ndim, in, out = {got}"
+            )
+        self.ndim = ndim
+        self.generator = generator
+        self.discriminator = discriminator
+        self._create_trackers()
+        self.built = True
+
+    def _networks(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def _generator_names(self):
+        return ("generator",)
+
+    def _term_names(self):
+        return ("g_adv", "l1"), ("d_real", "d_fake")
+
+    def call(self, inputs, training: bool = False):
+        return self.generator(_first(inputs, "x"), training=training)
+
+    def _unpack(self, data):
+        return _pair(data, ("x", "y"), type(self).__name__)
+
+    def _generator_terms(self, batch, training):
+        x, y = batch
+        fake = self.generator(x, training=training)
+        logits = self.discriminator(tf.concat([x, fake], axis=-1), training=training)
+        terms = {
+            "g_adv": losses.generator_adversarial_loss(logits, self.loss_config.adversarial),
+            "l1": losses.l1_loss(y, fake),
+        }
+        return terms, (fake,)
+
+    def _generator_objective(self, terms):
+        return terms["g_adv"] + self.loss_config.lambda_l1 * terms["l1"]
+
+    def _discriminator_terms(self, batch, fakes, training):
+        (x, y), (fake,) = batch, fakes
+        kind = self.loss_config.adversarial
+        real_logits = self.discriminator(tf.concat([x, y], axis=-1), training=training)
+        fake_logits = self.discriminator(tf.concat([x, tf.cast(fake, x.dtype)], axis=-1), training=training)
+        return {
+            "d_real": 0.5 * losses.adversarial_criterion(real_logits, losses.REAL_LABEL, kind),
+            "d_fake": 0.5 * losses.adversarial_criterion(fake_logits, losses.FAKE_LABEL, kind),
+        }
+
+
+def build_cyclegan(
+    ndim: int,
+    channels_a: int,
+    channels_b: int,
+    generator: GeneratorConfig | None = None,
+    discriminator: DiscriminatorConfig | None = None,
+    loss: GanLossConfig | None = None,
+    *,
+    paired: bool = False,
+    name: str | None = None,
+) -> CycleGAN:
+    """Networks from configs, wrapped in a `CycleGAN` (stage 1) or `PairedCycleGAN` (stage 2)."""
+    generator = generator if generator is not None else GeneratorConfig()
+    discriminator = discriminator if discriminator is not None else DiscriminatorConfig()
+    cls = PairedCycleGAN if paired else CycleGAN
+    return cls(
+        generator_from_config(generator, ndim, channels_a, channels_b, name="gen_ab"),
+        generator_from_config(generator, ndim, channels_b, channels_a, name="gen_ba"),
+        discriminator_from_config(discriminator, ndim, channels_a, name="disc_a"),
+        discriminator_from_config(discriminator, ndim, channels_b, name="disc_b"),
+        loss_config=loss,
+        name=name or ("paired_cyclegan" if paired else "cyclegan"),
+    )
+
+
+def build_pix2pix(
+    ndim: int,
+    in_channels: int,
+    out_channels: int,
+    generator: GeneratorConfig | None = None,
+    discriminator: DiscriminatorConfig | None = None,
+    loss: GanLossConfig | None = None,
+    *,
+    name: str = "pix2pix",
+) -> Pix2Pix:
+    """Networks from configs, wrapped in a `Pix2Pix` (stage 3)."""
+    generator = generator if generator is not None else GeneratorConfig()
+    discriminator = discriminator if discriminator is not None else DiscriminatorConfig()
+    return Pix2Pix(
+        generator_from_config(generator, ndim, in_channels, out_channels, name="generator"),
+        discriminator_from_config(discriminator, ndim, in_channels + out_channels, name="discriminator"),
+        loss_config=loss,
+        name=name,
+    )

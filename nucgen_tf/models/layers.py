@@ -1,0 +1,182 @@
+"""Layer factories for any spatial rank, and stride bookkeeping.
+
+One code path serves 2D and 3D: the rank picks the Keras class from a table, and
+anisotropic 3D data are handled by per-axis stride tuples, never by a copied 3D module.
+Every factory returns a built-in Keras layer, so the networks load in safe mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+
+_CONV = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
+_CONV_TRANSPOSE = {2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
+_UPSAMPLE = {2: keras.layers.UpSampling2D, 3: keras.layers.UpSampling3D}
+
+Stride = int | Sequence[int]
+
+
+def _check_ndim(ndim: int) -> None:
+    if ndim not in _CONV:
+        raise ValueError(f"`ndim` must be 2 or 3. Received: ndim={ndim!r}")
+
+
+def _init() -> keras.initializers.Initializer:
+    # N(0, 0.02) as in pix2pix/CycleGAN; a fresh instance per layer so that every layer
+    # draws its own weights (an initializer object reused with a fixed seed would not).
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def as_stride(ndim: int, stride: Stride) -> tuple[int, ...]:
+    """A per-axis stride tuple from an int or a sequence of `ndim` ints."""
+    if isinstance(stride, int):
+        return (stride,) * ndim
+    stride = tuple(int(s) for s in stride)
+    if len(stride) != ndim:
+        raise ValueError(f"A stride needs {ndim} entries for ndim={ndim}. Received: stride={stride}")
+    return stride
+
+
+def conv(
+    ndim: int,
+    filters: int,
+    kernel_size: int = 3,
+    strides: Stride = 1,
+    *,
+    use_bias: bool = True,
+    name: str | None = None,
+    dtype: str | None = None,
+) -> keras.layers.Layer:
+    """A "same"-padded convolution of rank `ndim` (output size = input size / stride)."""
+    _check_ndim(ndim)
+    return _CONV[ndim](
+        filters,
+        kernel_size,
+        strides=as_stride(ndim, strides),
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=_init(),
+        name=name,
+        dtype=dtype,
+    )
+
+
+def conv_transpose(
+    ndim: int,
+    filters: int,
+    kernel_size: int = 3,
+    strides: Stride = 2,
+    *,
+    use_bias: bool = True,
+    name: str | None = None,
+) -> keras.layers.Layer:
+    """A "same"-padded transposed convolution (output size = input size * stride)."""
+    _check_ndim(ndim)
+    return _CONV_TRANSPOSE[ndim](
+        filters,
+        kernel_size,
+        strides=as_stride(ndim, strides),
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=_init(),
+        name=name,
+    )
+
+
+def upsample(ndim: int, size: Stride = 2, *, name: str | None = None) -> keras.layers.Layer:
+    """Nearest-neighbour up-sampling by `size` per axis."""
+    _check_ndim(ndim)
+    return _UPSAMPLE[ndim](size=as_stride(ndim, size), name=name)
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """Instance normalization without affine parameters (reference CycleGAN: affine=False).
+
+    `GroupNormalization(groups=-1)` puts every channel in its own group and normalizes over
+    all the spatial axes of each sample, for any rank; statistics are computed in float32
+    even under a mixed-precision policy.
+    """
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False, name=name)
+
+
+def activation(kind: str, *, name: str | None = None, dtype: str | None = None) -> keras.layers.Layer:
+    """"relu", "leaky_relu" (slope 0.2, as pix2pix/CycleGAN), "tanh" or "linear"."""
+    if kind == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.2, name=name, dtype=dtype)
+    if kind in ("relu", "tanh", "linear"):
+        return keras.layers.Activation(kind, name=name, dtype=dtype)
+    raise ValueError(
+        f"`kind` must be one of relu, leaky_relu, tanh, linear. Received: kind={kind!r}"
+    )
+
+
+def resolve_level_strides(ndim: int, levels: int, strides: Sequence[Stride] | None) -> list[tuple[int, ...]]:
+    """Per-level, per-axis strides; `None` or empty means isotropic 2 at every level."""
+    _check_ndim(ndim)
+    if not strides:
+        return [(2,) * ndim] * levels
+    if len(strides) != levels:
+        raise ValueError(f"`strides` needs one entry per level ({levels}). Received: strides={strides!r}")
+    resolved = [as_stride(ndim, s) for s in strides]
+    if any(s not in (1, 2) for level in resolved for s in level):
+        raise ValueError(f"Every stride must be 1 or 2. Received: strides={strides!r}")
+    return resolved
+
+
+def level_strides(patch_shape: Sequence[int], levels: int, min_size: int = 4) -> list[tuple[int, ...]]:
+    """Per-level strides that stop halving an axis before it gets shorter than `min_size`.
+
+    For anisotropic stacks such as (Z, Y, X) = (16, 128, 128), isotropic stride 2 would
+    shrink Z to a single plane long before Y and X; this keeps Z at `min_size` while Y and X
+    are still reduced.
+
+    Args:
+        patch_shape: spatial patch shape, (Y, X) or (Z, Y, X).
+        levels: number of down-sampling levels (generator depth, discriminator layers).
+        min_size: an axis is halved only if the result is >= `min_size` and the size is even.
+
+    Returns:
+        One per-axis stride tuple per level.
+
+    Example:
+        >>> level_strides((16, 128, 128), 4, min_size=4)
+        [(2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2)]
+    """
+    if len(patch_shape) not in _CONV:
+        raise ValueError(f"`patch_shape` must have 2 or 3 entries. Received: patch_shape={patch_shape}")
+    sizes = list(patch_shape)
+    out = []
+    for _ in range(levels):
+        level = []
+        for axis, size in enumerate(sizes):
+            stride = 2 if size % 2 == 0 and size // 2 >= min_size else 1
+            sizes[axis] = size // stride
+            level.append(stride)
+        out.append(tuple(level))
+    return out
+
+
+def size_multiple(ndim: int, strides: Sequence[Stride] | None, levels: int) -> tuple[int, ...]:
+    """Per-axis factor every input size must be a multiple of (the product of the strides)."""
+    resolved = resolve_level_strides(ndim, levels, strides)
+    return tuple(math.prod(level[axis] for level in resolved) for axis in range(ndim))
+
+
+def check_spatial_shape(
+    spatial_shape: Sequence[int], strides: Sequence[Stride] | None, levels: int
+) -> None:
+    """Raise a readable error when a patch size does not fit the network's strides.
+
+    The generators accept any size at run time, but a size that is not a multiple of the
+    total stride makes the skip concatenation fail deep inside TensorFlow.
+    """
+    ndim = len(spatial_shape)
+    multiple = size_multiple(ndim, strides, levels)
+    if any(s % m for s, m in zip(spatial_shape, multiple)):
+        raise ValueError(
+            f"Every spatial size must be a multiple of {multiple} for these strides. "
+            f"Received: spatial_shape={tuple(spatial_shape)}"
+        )

@@ -1,0 +1,115 @@
+"""Configs of a training run: one `StageConfig` per stage, saved as `config.json` in the workdir."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig
+from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
+from nucgen_tf.trainers.runtime import PRECISIONS, STRATEGIES
+
+STAGES = (1, 2, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimization, bookkeeping and devices.
+
+    Attributes:
+        steps: total generator/discriminator updates.
+        lr: initial Adam learning rate of both optimizers.
+        beta_1: Adam beta_1 (0.5 in CycleGAN and pix2pix).
+        decay_from: fraction of `steps` after which the learning rate decays linearly to 0.
+        checkpoint_every: steps between checkpoints (one is also written at exit).
+        keep_checkpoints: checkpoints kept on disk.
+        log_every: steps between TensorBoard scalars.
+        image_every: steps between TensorBoard image panels (and PNGs in `panels/`).
+        precision: dtype policy, see `runtime.set_precision`.
+        strategy: tf.distribute strategy, see `runtime.make_strategy`.
+        jit_compile: XLA-compile the train step.
+        seed: seeds Keras, TensorFlow and the data pipeline.
+    """
+
+    steps: int = 10_000
+    lr: float = 2e-4
+    beta_1: float = 0.5
+    decay_from: float = 0.5
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    image_every: int = 250
+    precision: str = "float32"
+    strategy: str = "default"
+    jit_compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"`lr` must be > 0. Received: lr={self.lr}")
+        if not 0 <= self.decay_from <= 1:
+            raise ValueError(f"`decay_from` must be in [0, 1]. Received: decay_from={self.decay_from}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """Everything one stage's training needs; `ndim` follows from `patch.patch_shape`.
+
+    Attributes:
+        stage: 1 (seed points -> box map), 2 (colored ellipses -> colored mask + boundary)
+            or 3 (colored mask -> image).
+        data: training folder with images/ and masks/.
+        max_files: use at most this many image/mask pairs (0 = all).
+        spacing: physical voxel size per axis (anisotropic 3D seed arrangements).
+    """
+
+    stage: int
+    data: str
+    patch: PatchConfig = PatchConfig()
+    render: RenderConfig = RenderConfig()
+    norm: NormConfig = NormConfig()
+    seeds: SeedConfig = SeedConfig()
+    train: TrainConfig = TrainConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    loss: GanLossConfig = GanLossConfig()
+    max_files: int = 0
+    spacing: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {STAGES}. Received: stage={self.stage}")
+        if self.spacing and len(self.spacing) != self.ndim:
+            raise ValueError(
+                f"`spacing` needs one value per axis ({self.ndim}). Received: spacing={self.spacing}"
+            )
+        shape = self.patch.patch_shape
+        for axis, size in enumerate(shape):
+            factor = downsampling_factor(self.generator, self.ndim, axis)
+            if size % factor:
+                raise ValueError(
+                    f"Patch axis {axis} ({size}) must be divisible by {factor}, the generator's "
+                    f"down-sampling. Received: patch_shape={shape}, depth={self.generator.depth}"
+                )
+
+    @property
+    def ndim(self) -> int:
+        return self.patch.ndim
+
+
+def downsampling_factor(generator: GeneratorConfig, ndim: int, axis: int) -> int:
+    """How much the generator shrinks `axis`: patch and canvas sizes must be multiples of it."""
+    if not generator.strides:
+        return 2**generator.depth
+    factor = 1
+    for level in generator.strides:
+        factor *= level if isinstance(level, int) else level[axis]
+    return factor

@@ -1,0 +1,139 @@
+"""The training loop shared by the three stages: steps, checkpoints, resume, logs, panels.
+
+A run lives in one workdir. Checkpoints (`tf.train.CheckpointManager`) hold the networks,
+both optimizers (so the learning-rate schedule, which reads `optimizer.iterations`), the step
+and the image pools with their random state. A restarted command restores the latest one and
+continues; a SIGTERM or Ctrl-C writes one more before it exits. A non-finite loss stops the run
+without overwriting the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import signal
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+from absl import logging
+
+from nucgen_tf.trainers.config import TrainConfig
+from nucgen_tf.trainers.summaries import Summaries
+
+# (step, model, fixed batch) -> [(name, panels, titles)]
+PanelFn = Callable[[object, Sequence[tf.Tensor]], Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+def _learning_rates(model) -> dict[str, float]:
+    rates = {}
+    for name in ("g_optimizer", "d_optimizer"):
+        opt = getattr(model, name)
+        inner = getattr(opt, "inner_optimizer", opt)
+        rates[f"lr/{name[0]}"] = float(tf.convert_to_tensor(inner.learning_rate))
+    return rates
+
+
+def _make_step(model, strategy: tf.distribute.Strategy, jit_compile: bool):
+    train_step = tf.function(model.train_step, jit_compile=True) if jit_compile else model.train_step
+
+    @tf.function
+    def step(batch):
+        logs = strategy.run(train_step, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in logs.items()}
+
+    return step
+
+
+class _Terminate(Exception):
+    pass
+
+
+def _raise_terminate(signum, frame):
+    raise _Terminate(f"signal {signum}")
+
+
+def train_loop(
+    model,
+    dataset: tf.data.Dataset,
+    config: TrainConfig,
+    workdir: str | pathlib.Path,
+    strategy: tf.distribute.Strategy,
+    panel_fn: PanelFn,
+    panel_batch: Sequence[tf.Tensor],
+    ndim: int,
+) -> int:
+    """Train `model` (built and compiled inside `strategy.scope()`) up to `config.steps`.
+
+    Returns:
+        The step reached (== `config.steps` unless interrupted, which raises).
+    """
+    workdir = pathlib.Path(workdir)
+    with strategy.scope():
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    checkpoint = tf.train.Checkpoint(
+        model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer, step=step_var
+    )
+    manager = tf.train.CheckpointManager(
+        checkpoint, str(workdir / "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
+    start = int(step_var.numpy())
+    if start >= config.steps:
+        logging.info("already trained to step %d (>= steps=%d)", start, config.steps)
+        return start
+
+    summaries = Summaries(workdir)
+    step_fn = _make_step(model, strategy, config.jit_compile)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    previous = signal.signal(signal.SIGTERM, _raise_terminate)
+    bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    step, last_saved = start, start
+    tick, tick_step = time.perf_counter(), start
+    try:
+        while step < config.steps:
+            logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
+            if not all(math.isfinite(v) for v in logs.values()):
+                bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step + 1}: {bad}; training stopped, last good checkpoint: "
+                    f"{manager.latest_checkpoint or 'none'}"
+                )
+            step = int(step_var.assign_add(1).numpy())
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                now = time.perf_counter()
+                rate = (step - tick_step) / max(now - tick, 1e-9)
+                tick, tick_step = now, step
+                summaries.scalars(step, {**logs, **_learning_rates(model), "steps_per_second": rate})
+                bar.set_postfix(
+                    {"g": f"{logs['g_loss']:.3f}", "d": f"{logs['d_loss']:.3f}", "it/s": f"{rate:.2f}"}
+                )
+                for metric in model.metrics:
+                    metric.reset_state()
+            if step % config.image_every == 0 or step == config.steps:
+                for name, panels, titles in panel_fn(model, panel_batch):
+                    summaries.panel(step, name, panels, titles, ndim)
+            if step % config.checkpoint_every == 0:
+                manager.save(checkpoint_number=step)
+                last_saved = step
+    except (KeyboardInterrupt, _Terminate):
+        if step > last_saved:
+            logging.warning("interrupted at step %d: saving a checkpoint before exit", step)
+            manager.save(checkpoint_number=step)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bar.close()
+        summaries.close()
+    if step > last_saved:
+        manager.save(checkpoint_number=step)
+    return step

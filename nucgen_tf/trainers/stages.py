@@ -1,0 +1,180 @@
+"""What differs between the three stages: data, model, panels and the exported generator.
+
+Everything else (flags, checkpoints, logs, export) is shared by `train()`, so a stage is a
+small table row, not a trainer of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from nucgen_tf import io
+from nucgen_tf.config import to_dict
+from nucgen_tf.data import normalize, pipelines
+from nucgen_tf.models import gan
+from nucgen_tf.models.schedules import LinearDecay
+from nucgen_tf.trainers import export, loop, runtime
+from nucgen_tf.trainers.config import StageConfig, downsampling_factor
+
+# Channel layouts of the stage domains (see README "The representations").
+LAYOUTS = {
+    "seed_map": "1 channel: seed points, [-1, 1] (stored [0, 1] * 2 - 1)",
+    "box_map": "1 channel: Eq. 1 ovals at half box size, [-1, 1]",
+    "ellipses": "3 channels: palette RGB of full-size ellipses, [-1, 1]",
+    "mask": "4 channels: palette RGB of instances + boundary class, [-1, 1]",
+    "image": "1 channel: percentile-normalized intensity, [-1, 1]",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One row of the stage table.
+
+    Attributes:
+        domains: (input, output) representation names of the exported generator.
+        channels: their channel counts.
+        make_dataset: (config, stats) -> tf.data.Dataset of (input, output) batches.
+        make_model: config -> compiled-ready GAN.
+        exported: attribute of the GAN holding the generator that synthesis uses.
+    """
+
+    domains: tuple[str, str]
+    channels: tuple[int, int]
+    make_dataset: Callable
+    make_model: Callable
+    exported: str
+
+
+def _data_kwargs(cfg: StageConfig, stats) -> dict:
+    return {"stats": stats, "max_files": cfg.max_files or None}
+
+
+STAGES = {
+    1: Stage(
+        domains=("seed_map", "box_map"),
+        channels=(1, 1),
+        make_dataset=lambda cfg, stats: pipelines.stage1_dataset(
+            cfg.data,
+            cfg.patch,
+            cfg.render,
+            cfg.norm,
+            cfg.seeds,
+            spacing=cfg.spacing or None,
+            **_data_kwargs(cfg, stats),
+        ),
+        make_model=lambda cfg: gan.build_cyclegan(cfg.ndim, 1, 1, cfg.generator, cfg.discriminator, cfg.loss),
+        exported="gen_ab",
+    ),
+    2: Stage(
+        domains=("ellipses", "mask"),
+        channels=(3, 4),
+        make_dataset=lambda cfg, stats: pipelines.stage2_dataset(
+            cfg.data, cfg.patch, cfg.render, cfg.norm, **_data_kwargs(cfg, stats)
+        ),
+        make_model=lambda cfg: gan.build_cyclegan(
+            cfg.ndim, 3, 4, cfg.generator, cfg.discriminator, cfg.loss, paired=True
+        ),
+        exported="gen_ab",
+    ),
+    3: Stage(
+        domains=("mask", "image"),
+        channels=(4, 1),
+        make_dataset=lambda cfg, stats: pipelines.stage3_dataset(
+            cfg.data, cfg.patch, cfg.render, cfg.norm, **_data_kwargs(cfg, stats)
+        ),
+        make_model=lambda cfg: gan.build_pix2pix(cfg.ndim, 4, 1, cfg.generator, cfg.discriminator, cfg.loss),
+        exported="generator",
+    ),
+}
+
+
+def _optimizer(cfg: StageConfig, name: str) -> keras.optimizers.Optimizer:
+    t = cfg.train
+    schedule = LinearDecay(t.lr, hold_steps=int(t.steps * t.decay_from), total_steps=t.steps)
+    return keras.optimizers.Adam(schedule, beta_1=t.beta_1, name=name)
+
+
+def _panels(stage: int, names: tuple[str, str]):
+    def panel_fn(model, batch):
+        x, y = (t[:1] for t in batch)
+        if stage == 3:
+            fake = model.generator(x, training=False)
+            return [("stage3", [x[0], fake[0], y[0]], [f"input {names[0]}", "generated", f"real {names[1]}"])]
+        fake_b = model.gen_ab(x, training=False)
+        fake_a = model.gen_ba(y, training=False)
+        titles = [names[0], f"G({names[0]})", f"real {names[1]}", f"F({names[1]})"]
+        return [(f"stage{stage}", [x[0], fake_b[0], y[0], fake_a[0]], titles)]
+
+    return panel_fn
+
+
+def intensity_stats(cfg: StageConfig, workdir: pathlib.Path) -> normalize.IntensityStats:
+    """The data set's intensity statistics, computed once and kept in the workdir."""
+    path = workdir / "intensity_stats.json"
+    if path.exists():
+        return normalize.IntensityStats.from_dict(json.loads(path.read_text()))
+    pairs = io.list_pairs(cfg.data)
+    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    images = (io.read_image(p.image_path, cfg.ndim) for p in pairs)
+    stats = normalize.dataset_intensity_stats(images, cfg.norm)
+    io.write_json(path, stats.to_dict())
+    return stats
+
+
+def train(
+    cfg: StageConfig, workdir: str | pathlib.Path, export_dir: str | pathlib.Path | None = None
+) -> pathlib.Path:
+    """Train one stage in `workdir` (resuming if it holds checkpoints) and export its generator.
+
+    Returns:
+        The exported SavedModel folder (`export_dir`, default `<workdir>/export`).
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    io.write_json(workdir / "config.json", to_dict(cfg))
+    keras.utils.set_random_seed(cfg.train.seed)
+    runtime.set_precision(cfg.train.precision)
+    strategy = runtime.make_strategy(cfg.train.strategy)
+    stage = STAGES[cfg.stage]
+    stats = intensity_stats(cfg, workdir)
+    dataset = stage.make_dataset(cfg, stats)
+    panel_batch = next(iter(dataset))
+    with strategy.scope():
+        model = stage.make_model(cfg)
+        model.build([tuple(t.shape) for t in panel_batch])
+        model.compile(_optimizer(cfg, "g_adam"), _optimizer(cfg, "d_adam"))
+    step = loop.train_loop(
+        model, dataset, cfg.train, workdir, strategy, _panels(cfg.stage, stage.domains), panel_batch, cfg.ndim
+    )
+    generator = getattr(model, stage.exported)
+    manifest = {
+        "stage": cfg.stage,
+        "ndim": cfg.ndim,
+        "input": {
+            "name": stage.domains[0],
+            "channels": stage.channels[0],
+            "layout": LAYOUTS[stage.domains[0]],
+        },
+        "output": {
+            "name": stage.domains[1],
+            "channels": stage.channels[1],
+            "layout": LAYOUTS[stage.domains[1]],
+        },
+        "divisor": [downsampling_factor(cfg.generator, cfg.ndim, axis) for axis in range(cfg.ndim)],
+        "patch_shape": list(cfg.patch.patch_shape),
+        "step": step,
+        "intensity_stats": stats.to_dict(),
+        "config": to_dict(cfg),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    target = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    export.export_generator(generator, target, manifest)
+    logging.info("exported stage %d generator (step %d) to %s", cfg.stage, step, target)
+    return target

@@ -1,0 +1,36 @@
+"""`nucgen train --stage N --flagfile=configs/<preset>/stageN.flags`: train one stage.
+
+Resumes from the workdir's last checkpoint by default, exports the generator at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, logging
+
+from nucgen_tf import cli, io
+
+
+def define_flags(stage: int | None = None) -> None:
+    cli.define_stage_flags(stage)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from absl import flags
+
+    from nucgen_tf.trainers import loop, stages
+
+    cfg = cli.stage_config_from_flags()
+    try:
+        stages.train(cfg, flags.FLAGS.workdir, flags.FLAGS.export_dir)
+    except (io.DataError, loop.NonFiniteLossError) as error:
+        logging.error("%s", error)
+        sys.exit(f"nucgen train: {error}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

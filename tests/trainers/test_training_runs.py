@@ -1,0 +1,171 @@
+"""Trainer behaviour a user relies on: runs, resumes after SIGKILL, logs, stops on NaN, exports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nucgen_tf.config import PatchConfig
+from nucgen_tf.models import gan
+from nucgen_tf.models.config import DiscriminatorConfig, GeneratorConfig
+from nucgen_tf.trainers import export, loop, stages
+from nucgen_tf.trainers.config import StageConfig, TrainConfig
+
+TINY_G = GeneratorConfig(base_filters=8, depth=2)
+TINY_D = DiscriminatorConfig(base_filters=8, n_layers=2)
+
+
+def _tiny(stage: int, data: str, patch=(64, 64), **train) -> StageConfig:
+    return StageConfig(
+        stage=stage,
+        data=data,
+        patch=PatchConfig(patch_shape=patch, batch_size=1, rot90=patch[-1] == patch[-2]),
+        train=TrainConfig(**{"steps": 2, "log_every": 1, "image_every": 2, "checkpoint_every": 2, **train}),
+        generator=TINY_G,
+        discriminator=TINY_D,
+        max_files=2,
+    )
+
+
+def _scalars_and_images(logdir):
+    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "images": 0})
+    acc.Reload()
+    return set(acc.Tags()["tensors"]), acc
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
+    cfg = _tiny(stage, str(bbbc039_train))
+    target = stages.train(cfg, tmp_path / "run")
+    manifest = export.read_manifest(target)
+    assert manifest["stage"] == stage and manifest["ndim"] == 2 and manifest["step"] == 2
+    assert manifest["input"]["channels"] == stages.STAGES[stage].channels[0]
+    assert manifest["intensity_stats"]["max_value"] > 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage"] == stage
+    tags, acc = _scalars_and_images(tmp_path / "run" / "tensorboard")
+    assert {"g_loss", "d_loss", "lr/g", "lr/d", "steps_per_second"} <= tags
+    assert len(tags) >= 7  # every loss term has its own scalar
+    assert list((tmp_path / "run" / "panels").glob(f"stage{stage}_*.png"))
+    serve, _ = export.load_generator(target)
+    x = tf.zeros((1, 32, 48, manifest["input"]["channels"]))
+    y = serve(x)
+    assert y.shape == (1, 32, 48, manifest["output"]["channels"]) and np.all(np.abs(y.numpy()) <= 1)
+
+
+def test_stage1_trains_in_3d(tmp_path, stardist_3d):
+    cfg = dataclasses.replace(_tiny(1, str(stardist_3d), patch=(8, 32, 32)), spacing=(1.0, 1.0, 1.0))
+    cfg = dataclasses.replace(
+        cfg,
+        seeds=dataclasses.replace(cfg.seeds, density=4.0, sparse_min_distance=10.0, crowded_min_distance=6.0),
+    )
+    target = stages.train(cfg, tmp_path / "run3d")
+    manifest = export.read_manifest(target)
+    assert manifest["ndim"] == 3 and manifest["patch_shape"] == [8, 32, 32]
+    tags, acc = _scalars_and_images(tmp_path / "run3d" / "tensorboard")
+    assert "g_loss" in tags
+
+
+def test_export_round_trip_matches_keras(tmp_path):
+    generator = gan.build_pix2pix(2, 4, 1, TINY_G, TINY_D).generator
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 48, 4)).astype("float32")
+    path = export.export_generator(generator, tmp_path / "gen", {"stage": 3})
+    serve, manifest = export.load_generator(path)
+    np.testing.assert_allclose(serve(tf.constant(x)).numpy(), generator(x, training=False).numpy(), atol=1e-5)
+    assert manifest == {"stage": 3}
+    # Re-exporting over an existing export replaces it whole.
+    export.export_generator(generator, path, {"stage": 3, "step": 2})
+    assert export.read_manifest(path)["step"] == 2
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def _nan_after(n_good: int, shape=(1, 32, 32)):
+    def gen():
+        for i in range(100):
+            x = np.zeros((*shape, 4), np.float32)
+            y = np.zeros((*shape, 1), np.float32)
+            if i >= n_good:
+                x[:] = np.nan
+            yield x, y
+
+    spec = (tf.TensorSpec((*shape, 4), tf.float32), tf.TensorSpec((*shape, 1), tf.float32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    keras.mixed_precision.set_global_policy("float32")
+    model = gan.build_pix2pix(2, 4, 1, TINY_G, TINY_D)
+    dataset = _nan_after(4)
+    batch = next(iter(dataset))
+    model.build([tuple(t.shape) for t in batch])
+    model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+    config = TrainConfig(steps=10, checkpoint_every=2, log_every=1, image_every=100)
+    strategy = tf.distribute.get_strategy()
+    with pytest.raises(loop.NonFiniteLossError, match="non-finite loss at step 5"):
+        loop.train_loop(model, dataset, config, tmp_path, strategy, lambda m, b: [], batch, 2)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+
+
+def _trainer(workdir, data, steps):
+    return [
+        sys.executable,
+        "-m",
+        "nucgen_tf.trainers.stage3",
+        f"--data={data}",
+        f"--workdir={workdir}",
+        "--patch=32,32",
+        "--filters=8",
+        "--depth=2",
+        "--d_filters=8",
+        "--d_layers=2",
+        "--max_files=1",
+        f"--steps={steps}",
+        "--checkpoint_every=5",
+        "--log_every=5",
+        "--image_every=1000",
+    ]
+
+
+def test_resume_after_sigkill_continues_from_saved_step(tmp_path, bbbc039_train):
+    workdir = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        _trainer(workdir, bbbc039_train, 100_000),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def saved_steps():
+        return [int(p.name[5:-6]) for p in (workdir / "checkpoints").glob("ckpt-*.index")]
+
+    try:
+        deadline = time.time() + 240
+        while max(saved_steps(), default=0) < 10 and time.time() < deadline:
+            time.sleep(0.2)
+            assert proc.poll() is None, "trainer died before its first checkpoints"
+        assert max(saved_steps(), default=0) >= 10, "no checkpoint within 240 s"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    saved = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
+    assert saved >= 10
+    final = saved + 5
+    result = subprocess.run(
+        _trainer(workdir, bbbc039_train, final), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"at step {saved}" in result.stderr  # "resumed from ... at step N"
+    assert export.read_manifest(workdir / "export")["step"] == final
+    reader = tf.train.load_checkpoint(str(workdir / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == final

@@ -19,7 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "render the paper's representations of a data folder (or a built-in example)",
     ),
     "fetch": ("nucgen_tf.recipes.bbbc039", "download and convert BBBC039 into images/ + masks/ splits"),
-    "synthesize": ("nucgen_tf.synthesize", "generate image + instance-mask pairs with three exported generators"),
+    "synthesize": (
+        "nucgen_tf.synthesize",
+        "generate image + instance-mask pairs from three exported generators",
+    ),
     "train": (
         "nucgen_tf.trainers.train",
         "train one GAN stage (--stage 1|2|3), resuming from its checkpoints",

@@ -13,7 +13,7 @@ import math
 import pathlib
 import signal
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf

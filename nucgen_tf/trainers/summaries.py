@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf

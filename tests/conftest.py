@@ -12,6 +12,9 @@ import pathlib
 
 import pytest
 
+# Before any test module imports TensorFlow (see nucgen_tf/__init__.py for why).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

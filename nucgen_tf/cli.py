@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     define_flags = getattr(module, "define_flags", None)
     if define_flags is not None:  # modules may also define their flags at import
         define_flags()
+    if any(arg in ("-h", "--help", "-?") for arg in argv[2:]):
+        # absl's --help would show this module's flags; show the subcommand's.
+        from absl import flags
+
+        owners = [m for m in flags.FLAGS.flags_by_module_dict() if m.startswith("nucgen_tf")]
+        sys.stdout.write("\n".join([module.__doc__ or "", *map(flags.FLAGS.module_help, owners)]) + "\n")
+        raise SystemExit(0)
     app.run(module.main, argv=[f"nucgen {name}", *argv[2:]])
 
 

@@ -76,3 +76,9 @@ def test_views_drop_boundary_from_projection():
     volume[:, 2:6, 2:6, 3] = 1.0
     middle, projection = viz.views(volume, 3)
     assert middle[..., 3].max() == 1.0 and projection[..., 3].max() == 0.0
+
+
+def test_subcommand_help_lists_its_own_flags():
+    result = _nucgen("preview", "--help")
+    assert result.returncode == 0
+    assert "--max_files" in result.stdout and "--data" in result.stdout

@@ -128,6 +128,19 @@ def intensity_stats(cfg: StageConfig, workdir: pathlib.Path) -> normalize.Intens
     return stats
 
 
+def _resumed_data_config(cfg: StageConfig, workdir: pathlib.Path) -> StageConfig:
+    """After a resume, draw new patches: the data seed moves on by the restored step.
+
+    The pipeline is a stateless function of (seed, element index); without this a resumed
+    run would see again the very patches it started with.
+    """
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    if latest is None:
+        return cfg
+    step = int(latest.rsplit("-", 1)[1])
+    return dataclasses.replace(cfg, patch=dataclasses.replace(cfg.patch, seed=cfg.patch.seed + step))
+
+
 def train(
     cfg: StageConfig, workdir: str | pathlib.Path, export_dir: str | pathlib.Path | None = None
 ) -> pathlib.Path:
@@ -144,7 +157,7 @@ def train(
     strategy = runtime.make_strategy(cfg.train.strategy)
     stage = STAGES[cfg.stage]
     stats = intensity_stats(cfg, workdir)
-    dataset = stage.make_dataset(cfg, stats)
+    dataset = stage.make_dataset(_resumed_data_config(cfg, workdir), stats)
     panel_batch = next(iter(dataset))
     with strategy.scope():
         model = stage.make_model(cfg)

@@ -169,3 +169,13 @@ def test_resume_after_sigkill_continues_from_saved_step(tmp_path, bbbc039_train)
     assert export.read_manifest(workdir / "export")["step"] == final
     reader = tf.train.load_checkpoint(str(workdir / "checkpoints"))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == final
+
+
+def test_resumed_run_draws_new_patches(tmp_path):
+    cfg = _tiny(3, "unused")
+    assert stages._resumed_data_config(cfg, tmp_path) is cfg
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(v=tf.Variable(1.0)), str(tmp_path / "checkpoints"), 2
+    )
+    manager.save(checkpoint_number=7)
+    assert stages._resumed_data_config(cfg, tmp_path).patch.seed == cfg.patch.seed + 7

@@ -1,0 +1,12 @@
+"""The pieces of `nucgen synthesize` (see `nucgen_tf.synthesize` for the job itself).
+
+- `models`: load stage1/2/3 exported generators, check they chain, hash them.
+- `sampling`: per-sample random streams, seed arrangements, seed CSVs.
+- `tiling`: pad to the network's size multiple; overlapping tiles with linear cross-fade.
+- `pipeline`: the three-stage chain for a batch of samples (decode, recolor, denormalize).
+- `alignment`: per-sample check that the image shows the mask's nuclei.
+- `writers`: output layouts (StarDist / Cellpose), previews, manifests.
+- `testing`: untrained and hand-set exported generators for smoke tests and benchmarks.
+
+Submodules are imported on demand; this file imports nothing (no TensorFlow).
+"""

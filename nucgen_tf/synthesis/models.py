@@ -1,0 +1,204 @@
+"""Load and check the three exported generators that synthesis chains.
+
+`--models DIR` holds `stage1/`, `stage2/` and `stage3/`, each an exported generator
+(SavedModel + `nucgen_manifest.json`, see `nucgen_tf.trainers.export`). They must agree on
+ndim and have the channel layouts the chain needs (1 -> 1, 3 -> 4, 4 -> 1); a mismatch is
+reported with the offending folder before any sample is drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from nucgen_tf.config import NormConfig, RenderConfig, SeedConfig, from_dict
+from nucgen_tf.data.normalize import IntensityStats
+from nucgen_tf.io import DataError
+
+STAGE_DIRS = ("stage1", "stage2", "stage3")
+CHANNELS = {1: (1, 1), 2: (3, 4), 3: (4, 1)}
+_MANIFEST = "nucgen_manifest.json"  # trainers.export.MANIFEST, without importing TensorFlow
+
+
+def content_hash(directory: str | pathlib.Path) -> str:
+    """sha256 of a SavedModel's graph (`saved_model.pb`) and weight index (`variables.index`).
+
+    The index stores a checksum of every variable's bytes, so the hash changes with any
+    weight while reading only two small files.
+    """
+    directory = pathlib.Path(directory)
+    digest = hashlib.sha256()
+    for part in ("saved_model.pb", "variables/variables.index"):
+        path = directory / part
+        if not path.is_file():
+            raise DataError(path, f"missing; {directory} is not a complete SavedModel export")
+        digest.update(part.encode())
+        digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class StageModel:
+    """One exported generator and what synthesis needs from its manifest.
+
+    Attributes:
+        stage: 1, 2 or 3.
+        path: the SavedModel folder.
+        generator: callable on float32 (B, *spatial, C_in) in [-1, 1].
+        manifest: the exported manifest dict.
+        divisor: per-axis size multiple of the network.
+        sha256: `content_hash` of the folder.
+    """
+
+    stage: int
+    path: pathlib.Path
+    generator: Any
+    manifest: dict
+    divisor: tuple[int, ...]
+    sha256: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.generator(x), np.float32)
+
+    def describe(self) -> dict:
+        """The JSON record of this model in the synthesis manifest."""
+        return {
+            "path": str(self.path.resolve()),
+            "sha256": self.sha256,
+            "step": self.manifest.get("step"),
+            "divisor": list(self.divisor),
+            "patch_shape": self.manifest.get("patch_shape"),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Generators:
+    """The three stages plus the settings synthesis reads from their manifests.
+
+    Attributes:
+        stages: {1: StageModel, 2: ..., 3: ...}.
+        ndim: spatial rank shared by all three.
+        render: stage-1 `RenderConfig` (bv, seed radius) ...
+        render2: ... stage-2 (color margin, boundary width of the ellipses / masks) ...
+        render3: ... and stage-3 (boundary width of its colored-mask input).
+        seeds: stage-1 `SeedConfig` (default arrangement parameters).
+        spacing: stage-1 voxel spacing, or None.
+        patch_shape: stage-1 training patch shape (default canvas).
+        stats: stage-3 `IntensityStats` (intensity scale of the outputs).
+        norm: stage-3 `NormConfig` (span floor of the denormalization).
+    """
+
+    stages: dict[int, StageModel]
+    ndim: int
+    render: RenderConfig
+    render2: RenderConfig
+    render3: RenderConfig
+    seeds: SeedConfig
+    spacing: tuple[float, ...] | None
+    patch_shape: tuple[int, ...]
+    stats: IntensityStats
+    norm: NormConfig
+
+    def describe(self) -> dict:
+        return {f"stage{k}": model.describe() for k, model in sorted(self.stages.items())}
+
+
+def _sub_config(manifest: dict, key: str, cls: type, path: pathlib.Path):
+    values = manifest.get("config", {}).get(key)
+    if values is None:
+        return cls()
+    try:
+        return from_dict(cls, values)
+    except (TypeError, ValueError) as err:
+        raise DataError(path, f"invalid `config.{key}` in the manifest: {err}") from err
+
+
+def _check_manifest(stage: int, path: pathlib.Path, manifest: dict) -> tuple[int, tuple[int, ...]]:
+    recorded = manifest.get("stage")
+    if recorded is not None and int(recorded) != stage:
+        raise DataError(path, f"manifest says stage {recorded}, but the folder is used as stage {stage}")
+    ndim = manifest.get("ndim")
+    if ndim not in (2, 3):
+        raise DataError(path, f"manifest `ndim` must be 2 or 3, got {ndim!r}")
+    channels = (manifest.get("input", {}).get("channels"), manifest.get("output", {}).get("channels"))
+    if channels != CHANNELS[stage]:
+        raise DataError(
+            path,
+            f"stage {stage} must map {CHANNELS[stage][0]} -> {CHANNELS[stage][1]} channels, "
+            f"its manifest says {channels[0]} -> {channels[1]}",
+        )
+    divisor = manifest.get("divisor")
+    if not isinstance(divisor, list) or len(divisor) != ndim or any(int(d) < 1 for d in divisor):
+        raise DataError(path, f"manifest `divisor` must be {ndim} positive ints, got {divisor!r}")
+    return ndim, tuple(int(d) for d in divisor)
+
+
+def load_generators(models_dir: str | pathlib.Path) -> Generators:
+    """Load `models_dir/stage{1,2,3}` and check that they chain.
+
+    Raises:
+        DataError: a folder or manifest is missing or does not fit the chain; the message
+            starts with the offending folder.
+    """
+    models_dir = pathlib.Path(models_dir)
+    if not models_dir.is_dir():
+        raise DataError(models_dir, "models folder not found (expected stage1/, stage2/, stage3/ inside)")
+    manifests, ndims, divisors = {}, {}, {}
+    for stage, name in enumerate(STAGE_DIRS, start=1):  # cheap checks first: no TensorFlow yet
+        path = models_dir / name
+        if not (path / _MANIFEST).is_file():
+            what = "folder not found" if not path.is_dir() else f"no {_MANIFEST}"
+            raise DataError(
+                path, f"{what}; --models must hold stage1/, stage2/, stage3/ exported by `nucgen train`"
+            )
+        try:
+            manifests[stage] = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(path / _MANIFEST, f"unreadable manifest ({err})") from err
+        ndims[stage], divisors[stage] = _check_manifest(stage, path, manifests[stage])
+    if len(set(ndims.values())) != 1:
+        raise DataError(
+            models_dir,
+            "the three generators disagree on ndim: "
+            + ", ".join(f"{models_dir / STAGE_DIRS[k - 1]} is {v}D" for k, v in ndims.items()),
+        )
+    from nucgen_tf.trainers.export import ExportedGenerator  # imports TensorFlow
+
+    stages: dict[int, StageModel] = {}
+    for stage, name in enumerate(STAGE_DIRS, start=1):
+        path = models_dir / name
+        sha = content_hash(path)
+        try:
+            generator = ExportedGenerator(path)
+        except Exception as err:  # TF raises many types for broken SavedModels.
+            raise DataError(path, f"cannot load the SavedModel ({type(err).__name__}: {err})") from err
+        stages[stage] = StageModel(stage, path, generator, manifests[stage], divisors[stage], sha)
+    m1, m3 = stages[1].manifest, stages[3].manifest
+    if "intensity_stats" not in m3:
+        raise DataError(stages[3].path, "manifest has no `intensity_stats`; cannot scale images")
+    try:
+        stats = IntensityStats.from_dict(m3["intensity_stats"])
+    except (TypeError, ValueError) as err:
+        raise DataError(stages[3].path, f"invalid `intensity_stats`: {err}") from err
+    ndim = ndims[1]
+    patch = tuple(int(s) for s in m1.get("patch_shape") or ())
+    if len(patch) != ndim:
+        raise DataError(stages[1].path, f"manifest `patch_shape` must have {ndim} sizes, got {patch}")
+    spacing = m1.get("config", {}).get("spacing") or None
+    return Generators(
+        stages=stages,
+        ndim=ndim,
+        render=_sub_config(m1, "render", RenderConfig, stages[1].path),
+        render2=_sub_config(stages[2].manifest, "render", RenderConfig, stages[2].path),
+        render3=_sub_config(m3, "render", RenderConfig, stages[3].path),
+        seeds=_sub_config(m1, "seeds", SeedConfig, stages[1].path),
+        spacing=tuple(float(s) for s in spacing) if spacing else None,
+        patch_shape=patch,
+        stats=stats,
+        norm=_sub_config(m3, "norm", NormConfig, stages[3].path),
+    )

@@ -1,0 +1,105 @@
+"""`SynthesisOptions`: everything `nucgen synthesize` is asked to do, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nucgen_tf.synthesis.sampling import ARRANGEMENTS
+from nucgen_tf.synthesis.writers import LAYOUTS
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisOptions:
+    """A synthesis job. `None` / empty fields fall back to the models' manifests.
+
+    Attributes:
+        models: folder with stage1/, stage2/, stage3/ exported generators.
+        out: output folder.
+        n: number of samples (indices 0..n-1); with `seeds_csv` default max(sample) + 1.
+        seed: base seed; sample i draws from SeedSequence([seed, i]).
+        shape: canvas shape; default the stage-1 training patch shape.
+        arrangement: random | clustered | sparse | crowded | mixed (drawn per sample).
+        density, cluster_radius, cluster_size, sparse_min_distance, crowded_min_distance:
+            override the stage-1 manifest's `SeedConfig`.
+        spacing: physical voxel size per axis (default: stage-1 config).
+        seeds_csv: seed points instead of drawn arrangements (see `sampling.read_seeds_csv`).
+        batch: canvases or tiles per network call; 1 keeps outputs bit-identical across
+            shards and reruns (TF CPU kernels are not batch-invariant).
+        chunk: samples per chunk; the manifest is rewritten after every chunk.
+        tile: largest tile per axis (1 value for all axes, or one per axis; 0 = never tile).
+        overlap: overlap of neighbouring tiles per axis.
+        layout: "stardist" (images/ + masks/) or "cellpose" (<name>.tif + <name>_masks.tif).
+        save_intermediate: also write seed map, box map, ellipses, colored mask, stage-3 input.
+        previews: write previews/<name>.png.
+        min_alignment: flag samples whose alignment score is lower.
+        num_shards, shard_index: this process computes the samples i with
+            i % num_shards == shard_index.
+        prefix: sample names are <prefix>_<index:06d>.
+        box_threshold: stage-1 decoding threshold (None = decoder default).
+        min_box_size: stage-1 decoding drops smaller components (counted in the report);
+            None = decoder default (2**ndim).
+        split_touching: split touching ovals in stage-1 decoding.
+    """
+
+    models: str
+    out: str
+    n: int | None = None
+    seed: int = 0
+    shape: tuple[int, ...] = ()
+    arrangement: str = "mixed"
+    density: float | None = None
+    cluster_radius: float | None = None
+    cluster_size: float | None = None
+    sparse_min_distance: float | None = None
+    crowded_min_distance: float | None = None
+    spacing: tuple[float, ...] = ()
+    seeds_csv: str | None = None
+    batch: int = 1
+    chunk: int = 4
+    tile: tuple[int, ...] = (1024,)
+    overlap: tuple[int, ...] = (64,)
+    layout: str = "stardist"
+    save_intermediate: bool = False
+    previews: bool = True
+    min_alignment: float = 0.5
+    num_shards: int = 1
+    shard_index: int = 0
+    prefix: str = "sample"
+    box_threshold: float | None = None
+    min_box_size: int | None = None
+    split_touching: bool = True
+
+    def __post_init__(self):
+        for name in ("shape", "spacing", "tile", "overlap"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value) if value is not None else ())
+        if self.n is not None and self.n < 0:
+            raise ValueError(f"`n` must be >= 0. Received: n={self.n}")
+        if self.n is None and not self.seeds_csv:
+            raise ValueError("`n` is required unless `seeds_csv` is given. Received: n=None")
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be >= 0. Received: seed={self.seed}")
+        if self.arrangement not in ARRANGEMENTS:
+            raise ValueError(
+                f"`arrangement` must be one of {ARRANGEMENTS}. Received: arrangement={self.arrangement!r}"
+            )
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={self.layout!r}")
+        if self.shape and (len(self.shape) not in (2, 3) or min(self.shape) < 1):
+            raise ValueError(f"`shape` must be 2 or 3 positive sizes. Received: shape={self.shape}")
+        if self.min_box_size is not None and self.min_box_size < 1:
+            raise ValueError(f"`min_box_size` must be >= 1. Received: min_box_size={self.min_box_size}")
+        for name in ("batch", "chunk", "num_shards"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(
+                f"`shard_index` must be in [0, num_shards={self.num_shards}). "
+                f"Received: shard_index={self.shard_index}"
+            )
+        if not self.tile or min(self.tile) < 0 or not self.overlap or min(self.overlap) < 0:
+            raise ValueError(
+                f"`tile` and `overlap` must be >= 0. Received: tile={self.tile}, overlap={self.overlap}"
+            )
+        if not self.prefix or "/" in self.prefix:
+            raise ValueError(f"`prefix` must be a non-empty file name part. Received: prefix={self.prefix!r}")

@@ -1,0 +1,276 @@
+"""The three-stage chain for a batch of samples: seeds -> boxes -> labels -> image.
+
+Every representation is built by `nucgen_tf.geometry` in the stored range [0, 1] and goes
+to a network as `2 x - 1`; network outputs come back as `(y + 1) / 2`, clipped. Stage 1's
+box map is decoded to boxes, the boxes are graph-colored and drawn as stage 2's ellipses,
+stage 2's colored mask is decoded to labels, and the FINAL labels (after decoding,
+splitting and relabelling) are colored afresh and drawn as stage 3's input, so the image
+is generated from exactly the labels that are saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+from skimage.segmentation import relabel_sequential
+
+from nucgen_tf import geometry
+from nucgen_tf.data.normalize import denormalize
+from nucgen_tf.synthesis.models import Generators, StageModel
+from nucgen_tf.synthesis.tiling import run_tiled
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainSettings:
+    """How the chain runs (not what it draws).
+
+    Attributes:
+        tile: largest tile per axis (0 = one pass; see `tiling.plan_tiles`).
+        overlap: tile overlap per axis.
+        batch_size: canvases or tiles per network call (1 = bit-reproducible).
+        box_threshold: stage-1 decoding threshold (None = the decoder's default).
+        min_box_size: stage-1 components with fewer pixels are dropped (counted); None = the
+            decoder's default (2**ndim).
+        split_touching: split touching ovals of the box map.
+    """
+
+    tile: int | tuple[int, ...] = 0
+    overlap: int | tuple[int, ...] = 64
+    batch_size: int = 1
+    box_threshold: float | None = None
+    min_box_size: int | None = None
+    split_touching: bool = True
+
+
+@dataclasses.dataclass
+class Sample:
+    """Everything one sample produced; maps in the stored range [0, 1].
+
+    Attributes:
+        seeds: (N, ndim) seed coordinates.
+        seed_map: (*spatial) stage-1 input.
+        box_map: (*spatial) stage-1 output.
+        boxes: decoded boxes.
+        ellipses: (*spatial, 3) stage-2 input.
+        colored_mask: (*spatial, 4) stage-2 output.
+        labels: (*spatial) int32 final labels 1..N, consecutive.
+        stage3_input: (*spatial, 4) colored mask rendered from `labels`.
+        image: (*spatial) generated image on the training data's intensity scale.
+        report: JSON-ready counts, decode reports and timings.
+    """
+
+    seeds: np.ndarray
+    seed_map: np.ndarray
+    box_map: np.ndarray | None = None
+    boxes: geometry.Boxes | None = None
+    ellipses: np.ndarray | None = None
+    colored_mask: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    stage3_input: np.ndarray | None = None
+    image: np.ndarray | None = None
+    report: dict = dataclasses.field(default_factory=dict)
+
+
+def to_network(stored: np.ndarray) -> np.ndarray:
+    """Stored range [0, 1] -> network range [-1, 1], float32."""
+    return (2.0 * np.asarray(stored, np.float32) - 1.0).astype(np.float32)
+
+
+def from_network(y: np.ndarray) -> np.ndarray:
+    """Network range -> stored range [0, 1], clipped, float32."""
+    return np.clip((np.asarray(y, np.float32) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def run_stage(model: StageModel, stored: np.ndarray, settings: ChainSettings) -> np.ndarray:
+    """Run one generator on a (B, *spatial[, C]) stack of stored-range maps.
+
+    Returns:
+        (B, *spatial, C_out) network-range outputs (channel axis kept).
+    """
+    x = to_network(stored)
+    if x.ndim == model.manifest["ndim"] + 1:
+        x = x[..., None]
+    return run_tiled(model, x, model.divisor, settings.tile, settings.overlap, settings.batch_size)
+
+
+def image_scale(generators: Generators) -> tuple[float, float]:
+    """(lo, hi) intensities that the stage-3 network range [-1, 1] maps to.
+
+    The training data's normalization maps an image's low percentile to -1 and its high
+    percentile, but at least `low + min_span_fraction * span`, to +1; synthesis uses the
+    data set's typical values of both.
+    """
+    stats, norm = generators.stats, generators.norm
+    lo = float(stats.low)
+    hi = max(float(stats.high), lo + norm.min_span_fraction * float(stats.span))
+    return lo, hi
+
+
+def to_intensity(y: np.ndarray, generators: Generators) -> np.ndarray:
+    """Network-range image -> the training data's dtype and scale, clipped to [0, max_value]."""
+    lo, hi = image_scale(generators)
+    stats = generators.stats
+    image = denormalize(y, lo, hi, dtype=stats.dtype, max_value=stats.max_value)
+    if not np.issubdtype(image.dtype, np.unsignedinteger):
+        image = np.clip(image, 0, stats.max_value).astype(image.dtype)
+    return image
+
+
+def color_nuclei(
+    boxes: geometry.Boxes, labels: np.ndarray | None, margin: float, rng: np.random.Generator
+) -> tuple[dict[int, int], float]:
+    """Palette colors for the nuclei; the margin is halved until the palette suffices.
+
+    Returns:
+        ({id: palette index}, the margin used). A dense 3D canvas can need more than the
+        12 palette colors at the trained margin; a smaller margin is logged and recorded
+        rather than failing the whole job.
+    """
+    used = margin
+    while True:
+        graph = geometry.color_graph(boxes, labels, used)
+        try:
+            return geometry.assign_colors(graph, rng=rng), used
+        except ValueError:
+            if used == 0:
+                raise
+            used = used / 2 if used > 0.5 else 0.0
+            logging.warning(
+                "coloring needs more than the palette at margin %.2f; retrying at %.2f", used * 2, used
+            )
+
+
+def _decode_boxes(box_map: np.ndarray, bv: float, settings: ChainSettings) -> tuple[geometry.Boxes, dict]:
+    """Stage-1 decoding plus the counts it does not report itself (nothing is dropped silently)."""
+    from nucgen_tf.postprocess import decode
+
+    boxes = decode.decode_box_map(
+        box_map,
+        bv=bv,
+        threshold=settings.box_threshold,
+        min_size=settings.min_box_size,
+        split_touching=settings.split_touching,
+        value_range=(0.0, 1.0),
+    )
+    min_size = settings.min_box_size if settings.min_box_size is not None else 2**box_map.ndim
+    components = geometry.label_box_map(box_map, bv=bv, threshold=settings.box_threshold)
+    sizes = np.bincount(components.ravel())[1:]
+    kept = int(np.count_nonzero(sizes >= min_size))
+    # boxes - kept > 0: touching ovals were split; < 0: components that gave no box.
+    report = {
+        "components": int(len(sizes)),
+        "dropped_small": int(len(sizes) - kept),
+        "boxes": len(boxes),
+        "boxes_minus_kept_components": len(boxes) - kept,
+    }
+    if len(boxes) < kept:
+        logging.warning(
+            "stage-1 decoding: %d components of >= %d px gave only %d boxes", kept, min_size, len(boxes)
+        )
+    return boxes, report
+
+
+def _decode_labels(mask: np.ndarray, boxes: geometry.Boxes, boundary_width: int) -> tuple[np.ndarray, dict]:
+    from nucgen_tf.postprocess import decode
+
+    labels, report = decode.decode_colored_mask(
+        mask, boxes, value_range=(0.0, 1.0), boundary_width=boundary_width, return_report=True
+    )
+    return np.asarray(labels), dict(report)
+
+
+def _stamp(sample: Sample, key: str, seconds: float) -> None:
+    timings = sample.report.setdefault("timings", {})
+    timings[key] = round(timings.get(key, 0.0) + seconds, 6)
+
+
+def _timed_stage(
+    model: StageModel, samples: list[Sample], inputs: list[np.ndarray], settings: ChainSettings, key: str
+) -> np.ndarray:
+    start = time.perf_counter()
+    out = run_stage(model, np.stack(inputs), settings)
+    share = (time.perf_counter() - start) / len(samples)
+    for sample in samples:
+        _stamp(sample, key, share)
+    return out
+
+
+def run_chain(
+    generators: Generators,
+    seeds: Sequence[np.ndarray],
+    rngs: Sequence[dict[str, np.random.Generator]],
+    shape: Sequence[int],
+    settings: ChainSettings,
+) -> list[Sample]:
+    """Generate one sample per seed array (all on a canvas of `shape`).
+
+    Args:
+        generators: the loaded chain.
+        seeds: per sample, (N, ndim) seed coordinates.
+        rngs: per sample, the generators of `sampling.sample_rngs` (colorings are drawn from
+            "colors_stage2" and "colors_stage3").
+        shape: canvas shape.
+        settings: tiling, batching and decoding settings.
+
+    Returns:
+        One `Sample` per input, in order.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != generators.ndim:
+        raise ValueError(
+            f"`shape` must have {generators.ndim} sizes for these models. Received: shape={shape}"
+        )
+    r1, r2, r3 = generators.render, generators.render2, generators.render3
+    samples = []
+    for points in seeds:
+        start = time.perf_counter()
+        points = np.asarray(points, np.float64).reshape(-1, len(shape))
+        inside = np.all((points >= -0.5) & (points < np.asarray(shape) - 0.5), axis=1)
+        sample = Sample(points, geometry.render_seed_map(points, shape, radius=r1.seed_radius))
+        sample.report["counts"] = {"seeds": int(len(points)), "seeds_off_canvas": int((~inside).sum())}
+        _stamp(sample, "seed_map", time.perf_counter() - start)
+        samples.append(sample)
+
+    box_maps = _timed_stage(generators.stages[1], samples, [s.seed_map for s in samples], settings, "stage1")
+    for sample, box_map, rng in zip(samples, box_maps, rngs):
+        start = time.perf_counter()
+        sample.box_map = from_network(box_map[..., 0])
+        sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings)
+        sample.report["decode_box_map"] = report
+        sample.report["counts"]["boxes"] = len(sample.boxes)
+        _stamp(sample, "decode_box_map", time.perf_counter() - start)
+        start = time.perf_counter()
+        colors, margin = color_nuclei(sample.boxes, None, r2.color_margin, rng["colors_stage2"])
+        sample.report["color_margin_stage2"] = margin
+        index = geometry.color_lookup(sample.boxes, colors)
+        sample.ellipses = geometry.render_colored_ellipses(sample.boxes, index, shape)
+        _stamp(sample, "ellipses", time.perf_counter() - start)
+
+    masks = _timed_stage(generators.stages[2], samples, [s.ellipses for s in samples], settings, "stage2")
+    for sample, mask, rng in zip(samples, masks, rngs):
+        start = time.perf_counter()
+        sample.colored_mask = mask = from_network(mask)
+        labels, report = _decode_labels(mask, sample.boxes, r2.boundary_width)
+        labels = relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32)
+        sample.labels = labels
+        sample.report["decode_colored_mask"] = report
+        sample.report["counts"]["instances"] = int(labels.max(initial=0))
+        _stamp(sample, "decode_colored_mask", time.perf_counter() - start)
+        start = time.perf_counter()
+        final_boxes = geometry.boxes_from_labels(labels)
+        colors, margin = color_nuclei(final_boxes, labels, r3.color_margin, rng["colors_stage3"])
+        sample.report["color_margin_stage3"] = margin
+        lut = geometry.color_lut(colors, int(labels.max(initial=0)) + 1)
+        sample.stage3_input = geometry.render_colored_mask(labels, lut, r3.boundary_width)
+        _stamp(sample, "stage3_input", time.perf_counter() - start)
+
+    images = _timed_stage(
+        generators.stages[3], samples, [s.stage3_input for s in samples], settings, "stage3"
+    )
+    for sample, image in zip(samples, images):
+        sample.image = to_intensity(image[..., 0], generators)
+    return samples

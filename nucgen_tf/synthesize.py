@@ -1,0 +1,337 @@
+"""`nucgen synthesize`: three exported generators -> aligned image + instance-mask pairs.
+
+    nucgen synthesize --models runs/exported --n 1000 --out synthetic/
+    nucgen synthesize --models M --n 1000 --out S --num_shards 4 --shard_index 2   # one of 4 workers
+    nucgen synthesize --models M --seeds_csv my_seeds.csv --shape 520,696 --out S
+
+`--models` holds stage1/, stage2/ and stage3/ (folders written by `nucgen train`). Sample i
+draws its seed points from SeedSequence([--seed, i]); stage 1 turns them into a box map,
+decoded into boxes; stage 2 turns the colored boxes into a colored mask + boundary, decoded
+into labels; stage 3 turns the final labels, re-rendered, into an image on the training
+data's intensity scale. A rerun skips samples whose image and mask exist and are readable
+(refusing an --out made with other settings); shards split the job by i % num_shards and
+produce the same files as one process would. See `nucgen_tf.synthesis` for the pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pathlib
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from nucgen_tf.io import DataError
+from nucgen_tf.synthesis import alignment, sampling, writers
+from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
+from nucgen_tf.synthesis.options import SynthesisOptions
+from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain
+
+
+def _seed_config(options: SynthesisOptions, base):
+    overrides = {
+        "density": options.density,
+        "cluster_radius": options.cluster_radius,
+        "cluster_size": options.cluster_size,
+        "sparse_min_distance": options.sparse_min_distance,
+        "crowded_min_distance": options.crowded_min_distance,
+    }
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _file_hash(path: str) -> str:
+    return "sha256:" + hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _generation_settings(options, generators, shape, seed_config, spacing) -> dict:
+    """What decides a sample's files: a rerun into the same --out must not change any of it."""
+    return {
+        "models": {k: v["sha256"] for k, v in generators.describe().items()},
+        "seed": options.seed,
+        "shape": list(shape),
+        "arrangement": "csv" if options.seeds_csv else options.arrangement,
+        "seed_config": dataclasses.asdict(seed_config),
+        "spacing": list(spacing) if spacing else None,
+        "seeds_csv": _file_hash(options.seeds_csv) if options.seeds_csv else None,
+        "batch": options.batch,
+        "tile": list(options.tile),
+        "overlap": list(options.overlap),
+        "layout": options.layout,
+        "prefix": options.prefix,
+        "box_threshold": options.box_threshold,
+        "min_box_size": options.min_box_size,
+        "split_touching": options.split_touching,
+    }
+
+
+def _carried_records(out: pathlib.Path, settings: dict) -> dict[str, dict]:
+    records: dict[str, dict] = {}
+    for manifest in writers.read_manifests(out):
+        diff = writers.settings_mismatch(manifest.get("settings", {}), settings)
+        if diff:
+            details = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
+            raise DataError(
+                manifest["_path"],
+                f"{out} holds samples made with other settings ({details}); use a new --out",
+            )
+        records.update(manifest.get("samples", {}))
+    return records
+
+
+def synthesize(options: SynthesisOptions, generators: Generators | None = None) -> dict:
+    """Run (or resume) a synthesis job.
+
+    Args:
+        options: the job.
+        generators: the chain of `options.models` loaded already (loading takes ~1 s per
+            stage; notebooks and tests reuse it); checked against the folder's content hashes.
+
+    Returns:
+        The manifest this process wrote last.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    if generators is None:
+        generators = load_generators(options.models)
+    else:
+        for k, model in generators.stages.items():
+            path = pathlib.Path(options.models) / STAGE_DIRS[k - 1]
+            if content_hash(path) != model.sha256:
+                raise DataError(path, f"differs from the preloaded generator of {model.path}")
+    shape = tuple(options.shape) or generators.patch_shape
+    if len(shape) != generators.ndim:
+        raise ValueError(
+            f"`shape` must have {generators.ndim} sizes for these models. Received: shape={shape}"
+        )
+    seed_config = _seed_config(options, generators.seeds)
+    spacing = tuple(options.spacing) or generators.spacing
+    csv_seeds = sampling.read_seeds_csv(options.seeds_csv, generators.ndim) if options.seeds_csv else None
+    n = options.n if options.n is not None else max(csv_seeds, default=-1) + 1
+    if csv_seeds and max(csv_seeds) >= n:
+        raise DataError(options.seeds_csv, f"has rows for sample {max(csv_seeds)} but --n={n}")
+    out = pathlib.Path(options.out)
+    layout = writers.Layout(out, options.layout)
+    settings = _generation_settings(options, generators, shape, seed_config, spacing)
+    header = {
+        "settings": settings,
+        "flags": dataclasses.asdict(options),
+        "models": generators.describe(),
+        "n": n,
+        "shard": {"index": options.shard_index, "num_shards": options.num_shards},
+        "seeding": "sample i draws from numpy SeedSequence([seed, i]).spawn(3): seeds, stage-2 and "
+        "stage-3 colorings (nucgen_tf.synthesis.sampling.sample_rngs)",
+    }
+    known = _carried_records(out, settings)
+    mine = [i for i in range(n) if i % options.num_shards == options.shard_index]
+    records, todo, recovered = {}, [], []
+    for i in mine:
+        name = writers.sample_name(i, options.prefix)
+        if not writers.is_complete(layout, name, shape):
+            todo.append(i)
+        elif name in known:
+            records[name] = known[name]
+        else:  # written, then killed before the chunk's manifest: rebuild its record from the files
+            records[name] = writers.recover_record(layout, name, i, options.seed, options.min_alignment)
+            recovered.append(name)
+    if recovered:
+        logging.warning(
+            "%d finished samples had no manifest record (e.g. a run killed mid-chunk); kept them and rebuilt "
+            "counts and alignment from their files: %s",
+            len(recovered),
+            ", ".join(recovered[:10]),
+        )
+    logging.info(
+        "%s: %d samples in this shard, %d done, %d to generate (shape %s, %dD)",
+        out,
+        len(mine),
+        len(records),
+        len(todo),
+        shape,
+        generators.ndim,
+    )
+    path = writers.manifest_path(out, options.shard_index, options.num_shards)
+    chain = ChainSettings(
+        tile=options.tile,
+        overlap=options.overlap,
+        batch_size=options.batch,
+        box_threshold=options.box_threshold,
+        min_box_size=options.min_box_size,
+        split_touching=options.split_touching,
+    )
+    run = {"computed": 0, "skipped": len(records)}
+    manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
+    with tqdm(total=len(mine), initial=len(records), unit="sample", disable=None) as bar:
+        for first in range(0, len(todo), options.chunk):
+            chunk = todo[first : first + options.chunk]
+            rngs = [sampling.sample_rngs(options.seed, i) for i in chunk]
+            seeds, kinds = [], []
+            for i, rng in zip(chunk, rngs):
+                if csv_seeds is not None:
+                    kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
+                else:
+                    kind, points = sampling.draw_seeds(
+                        options.arrangement, shape, rng["seeds"], seed_config, spacing
+                    )
+                kinds.append(kind)
+                seeds.append(points)
+            for i, kind, sample in zip(chunk, kinds, run_chain(generators, seeds, rngs, shape, chain)):
+                name = writers.sample_name(i, options.prefix)
+                report = alignment.alignment_report(sample.image, sample.labels, options.min_alignment)
+                start = time.perf_counter()
+                files = writers.write_sample(
+                    layout, name, sample, options.save_intermediate, options.previews
+                )
+                sample.report["timings"]["write"] = round(time.perf_counter() - start, 6)
+                records[name] = {
+                    "index": i,
+                    "seed": [options.seed, i],
+                    "arrangement": kind,
+                    "files": files,
+                    "alignment": report,
+                    **sample.report,
+                }
+                if report["flagged"]:  # the first few here, all of them in the summary and the manifest
+                    logging.log_first_n(
+                        logging.WARNING,
+                        "%s: alignment score %.3f < --min_alignment %.3f (iou %.3f, brighter %s)",
+                        10,
+                        name,
+                        report["score"],
+                        options.min_alignment,
+                        report["iou"],
+                        report["brighter_fraction"],
+                    )
+            run["computed"] += len(chunk)
+            run["elapsed_s"] = round(time.perf_counter() - started, 3)
+            manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
+            bar.update(len(chunk))
+    summary = manifest["summary"]
+    if summary["flagged"]:
+        logging.warning(
+            "%d of %d samples below --min_alignment=%s (mean score %s): %s. A broken or "
+            "untrained stage-3 generator looks like this; check the previews.",
+            len(summary["flagged"]),
+            summary["samples"],
+            options.min_alignment,
+            summary["alignment_mean"],
+            ", ".join(summary["flagged"][:10]),
+        )
+    logging.info(
+        "%s: %d computed, %d skipped in %.1f s; %d instances in total",
+        path,
+        run["computed"],
+        run["skipped"],
+        time.perf_counter() - started,
+        summary["instances_total"],
+    )
+    if options.num_shards > 1:
+        merged = writers.merge_shards(out, header, n, options.num_shards)
+        if merged is not None:
+            logging.info("all %d shards complete: merged into %s", options.num_shards, out / writers.MANIFEST)
+    return manifest
+
+
+def define_flags() -> None:
+    """The flags of `nucgen synthesize`; defaults of None/empty come from the models' manifests."""
+    d = SynthesisOptions(models="", out="", n=0)
+    flags.DEFINE_string("models", None, "Folder with stage1/, stage2/, stage3/ exported generators.")
+    flags.DEFINE_string("out", None, "Output folder.")
+    flags.DEFINE_integer(
+        "n", None, "Number of samples (default with --seeds_csv: max sample + 1).", lower_bound=0
+    )
+    flags.DEFINE_integer("seed", d.seed, "Base seed; sample i uses SeedSequence([seed, i]).", lower_bound=0)
+    flags.DEFINE_list("shape", [], "Canvas shape Y,X or Z,Y,X (default: the stage-1 training patch).")
+    flags.DEFINE_enum(
+        "arrangement",
+        d.arrangement,
+        list(sampling.ARRANGEMENTS),
+        "Seed arrangement; mixed = one of the stage-1 config's kinds per sample.",
+    )
+    flags.DEFINE_float("seed_density", None, "Seeds per 10,000 px (default: stage-1 manifest).")
+    flags.DEFINE_float("cluster_radius", None, "Clustered: sigma of a cluster (px; default: manifest).")
+    flags.DEFINE_float("cluster_size", None, "Clustered: mean seeds per cluster (default: manifest).")
+    flags.DEFINE_float("sparse_min_distance", None, "Sparse: hard-core distance (default: manifest).")
+    flags.DEFINE_float("crowded_min_distance", None, "Crowded: hard-core distance (default: manifest).")
+    flags.DEFINE_list("spacing", [], "Physical voxel size per axis, e.g. 2,1,1 (default: manifest).")
+    flags.DEFINE_string("seeds_csv", None, "CSV of seed points: columns [sample,]y,x or [sample,]z,y,x.")
+    flags.DEFINE_integer(
+        "batch", d.batch, "Canvases/tiles per network call (1 = bit-reproducible).", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "chunk", d.chunk, "Samples per chunk; the manifest is saved after each.", lower_bound=1
+    )
+    flags.DEFINE_list(
+        "tile", [str(t) for t in d.tile], "Largest tile per axis (one or per axis; 0 = one pass)."
+    )
+    flags.DEFINE_list("overlap", [str(o) for o in d.overlap], "Tile overlap per axis (px).")
+    flags.DEFINE_enum(
+        "layout",
+        d.layout,
+        list(writers.LAYOUTS),
+        "stardist: images/ + masks/; cellpose: <name>.tif + <name>_masks.tif.",
+    )
+    flags.DEFINE_bool("save_intermediate", d.save_intermediate, "Also write intermediate/ representations.")
+    flags.DEFINE_bool("previews", d.previews, "Write previews/<name>.png.")
+    flags.DEFINE_float("min_alignment", d.min_alignment, "Flag samples with a lower alignment score.")
+    flags.DEFINE_integer("num_shards", d.num_shards, "Split the job into this many shards.", lower_bound=1)
+    flags.DEFINE_integer(
+        "shard_index", d.shard_index, "This process's shard (samples i % num_shards).", lower_bound=0
+    )
+    flags.DEFINE_string("prefix", d.prefix, "Sample names are <prefix>_<index:06d>.")
+    flags.DEFINE_float("box_threshold", None, "Stage-1 decoding threshold (default: bv / (1 + bv) / 2).")
+    flags.DEFINE_integer("min_box_size", None, "Stage-1 decoding: smallest oval in px (default 2**ndim).")
+    flags.DEFINE_bool("split_touching", d.split_touching, "Stage-1 decoding: split touching ovals.")
+
+
+def options_from_flags() -> SynthesisOptions:
+    f = flags.FLAGS
+    if not f.models or not f.out:
+        raise app.UsageError("--models and --out are required.")
+    return SynthesisOptions(
+        models=f.models,
+        out=f.out,
+        n=f.n,
+        seed=f.seed,
+        shape=tuple(int(v) for v in f.shape),
+        arrangement=f.arrangement,
+        density=f.seed_density,
+        cluster_radius=f.cluster_radius,
+        cluster_size=f.cluster_size,
+        sparse_min_distance=f.sparse_min_distance,
+        crowded_min_distance=f.crowded_min_distance,
+        spacing=tuple(float(v) for v in f.spacing),
+        seeds_csv=f.seeds_csv,
+        batch=f.batch,
+        chunk=f.chunk,
+        tile=tuple(int(v) for v in f.tile),
+        overlap=tuple(int(v) for v in f.overlap),
+        layout=f.layout,
+        save_intermediate=f.save_intermediate,
+        previews=f.previews,
+        min_alignment=f.min_alignment,
+        num_shards=f.num_shards,
+        shard_index=f.shard_index,
+        prefix=f.prefix,
+        box_threshold=f.box_threshold,
+        min_box_size=f.min_box_size,
+        split_touching=f.split_touching,
+    )
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        options = options_from_flags()
+        synthesize(options)
+    except (DataError, ValueError) as error:
+        logging.error("%s", error)
+        raise SystemExit(f"nucgen synthesize: {error}") from error
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,281 @@
+"""`nucgen synthesize` end to end with tiny exported generators (untrained U-Nets and hand-set convs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from nucgen_tf import geometry, io
+from nucgen_tf.config import SeedConfig
+from nucgen_tf.synthesis import models, sampling, testing, writers
+from nucgen_tf.synthesis.options import SynthesisOptions
+from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, to_intensity
+from nucgen_tf.synthesize import synthesize
+
+PATCH = {2: (64, 64), 3: (8, 32, 32)}
+ODD = {2: (66, 70), 3: (9, 34, 30)}  # not multiples of the divisor 4
+SEEDS = {2: SeedConfig(), 3: SeedConfig(density=8.0, sparse_min_distance=10.0, crowded_min_distance=6.0)}
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Factory of exported model folders, made once per (kind, ndim)."""
+    cache = {}
+
+    def get(kind: str, ndim: int):
+        if (kind, ndim) not in cache:
+            folder = tmp_path_factory.mktemp(f"{kind}{ndim}d")
+            if kind == "untrained":
+                testing.export_untrained_models(
+                    folder, PATCH[ndim], base_filters=4, depth=2, seeds=SEEDS[ndim]
+                )
+            else:
+                radius = 5.0 if ndim == 2 else (2.0, 4.0, 4.0)
+                testing.export_reference_models(folder, PATCH[ndim], nucleus_radius=radius, seeds=SEEDS[ndim])
+            cache[kind, ndim] = folder
+        return cache[kind, ndim]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def loaded(exported):
+    """Factory of loaded chains (loading costs ~1 s per stage), made once per (kind, ndim)."""
+    cache = {}
+
+    def get(kind: str, ndim: int):
+        if (kind, ndim) not in cache:
+            cache[kind, ndim] = models.load_generators(exported(kind, ndim))
+        return cache[kind, ndim]
+
+    return get
+
+
+def _options(models_dir, out, **kw) -> SynthesisOptions:
+    return SynthesisOptions(models=str(models_dir), out=str(out), **{"n": 3, **kw})
+
+
+def _arrays(layout: writers.Layout, names):
+    return {
+        name: (tifffile.imread(layout.image_path(name)), tifffile.imread(layout.mask_path(name)))
+        for name in names
+    }
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_end_to_end_writes_aligned_pairs_from_exactly_the_saved_labels(tmp_path, exported, loaded, ndim):
+    models_dir = exported("untrained", ndim)
+    manifest = synthesize(_options(models_dir, tmp_path, shape=ODD[ndim], save_intermediate=True))
+    pairs = io.list_pairs(tmp_path)  # the images/ + masks/ contract of nucgen's readers
+    assert [p.name for p in pairs] == ["sample_000000", "sample_000001", "sample_000002"]
+    generators = loaded("untrained", ndim)
+    for index, pair in enumerate(pairs):
+        record = manifest["samples"][pair.name]
+        image, mask = tifffile.imread(pair.image_path), tifffile.imread(pair.mask_path)
+        assert image.dtype == np.uint16 and mask.dtype == np.uint16
+        assert image.shape == mask.shape == ODD[ndim]
+        assert image.max() <= 4095  # DEFAULT_STATS.max_value
+        ids = np.unique(mask)
+        assert ids.tolist() == list(range(int(mask.max()) + 1)) or ids.tolist() == list(
+            range(1, mask.max() + 1)
+        )
+        assert record["counts"]["instances"] == int(mask.max()) > 0
+        assert record["index"] == index and record["seed"] == [0, index]
+        assert set(record["timings"]) >= {
+            "stage1",
+            "stage2",
+            "stage3",
+            "decode_box_map",
+            "decode_colored_mask",
+        }
+        assert {"iou", "brighter_fraction", "score", "flagged"} <= set(record["alignment"])
+        # The stage-3 input is the saved mask, recolored with the sample's own stream ...
+        labels = mask.astype(np.int32)
+        rng = sampling.sample_rngs(0, index)["colors_stage3"]
+        colors = geometry.assign_colors(
+            geometry.color_graph(geometry.boxes_from_labels(labels), labels, generators.render3.color_margin),
+            rng=rng,
+        )
+        rendered = geometry.render_colored_mask(labels, geometry.color_lut(colors, int(labels.max()) + 1))
+        saved_input = np.moveaxis(tifffile.imread(tmp_path / record["files"]["stage3_input"]), 0, -1)
+        np.testing.assert_array_equal(rendered, saved_input)
+        # ... and the saved image is what stage 3 makes of it.
+        y = run_stage(generators.stages[3], rendered[None], ChainSettings(tile=(1024,), overlap=(64,)))
+        np.testing.assert_array_equal(to_intensity(y[0, ..., 0], generators), image)
+        seeds = np.loadtxt(tmp_path / record["files"]["seeds"], delimiter=",", skiprows=1, ndmin=2)
+        assert (
+            seeds.shape == (record["counts"]["seeds"], ndim) or seeds.size == record["counts"]["seeds"] == 0
+        )
+        assert (tmp_path / record["files"]["preview"]).stat().st_size > 1000
+    assert manifest["models"]["stage2"]["sha256"] == models.content_hash(models_dir / "stage2")
+    assert manifest["summary"]["samples"] == 3 and manifest["summary"]["complete"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["samples"] == manifest["samples"]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_reference_chain_turns_each_seed_into_one_bright_nucleus(tmp_path, exported, loaded, ndim):
+    seeds = {2: [(0, 15, 15), (0, 45, 40), (1, 30, 30)], 3: [(0, 4, 8, 8), (0, 4, 22, 24), (1, 3, 16, 16)]}[
+        ndim
+    ]
+    header = ["sample", *sampling.AXES[ndim]]
+    csv = tmp_path / "seeds.csv"
+    io.write_csv(csv, seeds, header)
+    options = _options(exported("reference", ndim), tmp_path / "out", n=None, seeds_csv=str(csv))
+    manifest = synthesize(options, loaded("reference", ndim))
+    assert sorted(manifest["samples"]) == ["sample_000000", "sample_000001"]  # n = max(sample) + 1
+    layout = writers.Layout(tmp_path / "out")
+    for index in (0, 1):
+        name = writers.sample_name(index)
+        record = manifest["samples"][name]
+        image, mask = (tifffile.imread(p) for p in (layout.image_path(name), layout.mask_path(name)))
+        assert mask.shape == PATCH[ndim]  # default canvas: the stage-1 training patch
+        points = [s[1:] for s in seeds if s[0] == index]
+        assert record["arrangement"] == "csv" and record["counts"]["boxes"] == len(points)
+        assert int(mask.max()) == len(points)
+        assert sorted(int(mask[tuple(p)]) for p in points) == list(range(1, len(points) + 1))
+        assert image[mask > 0].min() > image[mask == 0].max()  # nuclei bright, background dark
+        assert not record["alignment"]["flagged"] and record["alignment"]["iou"] > 0.95
+
+
+def test_rerun_skips_finished_samples_and_recomputes_only_a_deleted_one(tmp_path, exported, loaded):
+    models_dir, chain = exported("untrained", 2), loaded("untrained", 2)
+    synthesize(_options(models_dir, tmp_path, n=4, chunk=2), chain)
+    layout = writers.Layout(tmp_path)
+    names = [writers.sample_name(i) for i in range(4)]
+    before = _arrays(layout, names)
+    mtimes = {p: p.stat().st_mtime_ns for n in names for p in (layout.image_path(n), layout.mask_path(n))}
+    layout.image_path(names[2]).unlink()
+    time.sleep(0.01)
+    manifest = synthesize(_options(models_dir, tmp_path, n=4, chunk=2), chain)
+    assert manifest["run"]["computed"] == 1 and manifest["run"]["skipped"] == 3
+    for path, mtime in mtimes.items():
+        changed = path.stat().st_mtime_ns != mtime
+        assert changed == (names[2] in path.name), path
+    after = _arrays(layout, names)
+    for name in names:
+        assert all(np.array_equal(a, b) for a, b in zip(before[name], after[name]))
+    assert sorted(manifest["samples"]) == names
+    # A finished sample without a record (killed before the manifest write) is kept, not redone.
+    stripped = json.loads((tmp_path / "manifest.json").read_text())
+    original = stripped["samples"].pop(names[1])
+    io.write_json(tmp_path / "manifest.json", stripped)
+    mtime = layout.image_path(names[1]).stat().st_mtime_ns
+    manifest = synthesize(_options(models_dir, tmp_path, n=4, chunk=2), chain)
+    assert manifest["run"]["computed"] == 0 and layout.image_path(names[1]).stat().st_mtime_ns == mtime
+    record = manifest["samples"][names[1]]
+    assert record["recovered"] and record["counts"]["instances"] == int(before[names[1]][1].max())
+    assert record["alignment"] == original["alignment"]
+    with pytest.raises(io.DataError, match="manifest.json.*seed: 0 -> 1"):
+        synthesize(_options(models_dir, tmp_path, n=4, seed=1), chain)
+
+
+def test_two_shards_make_exactly_the_samples_of_one_run(tmp_path, exported, loaded):
+    models_dir, chain = exported("untrained", 2), loaded("untrained", 2)
+    whole = synthesize(_options(models_dir, tmp_path / "whole", n=5, chunk=2), chain)
+    for k in (1, 0):
+        shard = synthesize(
+            _options(models_dir, tmp_path / "sharded", n=5, num_shards=2, shard_index=k), chain
+        )
+        assert sorted(r["index"] for r in shard["samples"].values()) == list(range(k, 5, 2))
+    names = [writers.sample_name(i) for i in range(5)]
+    a = _arrays(writers.Layout(tmp_path / "whole"), names)
+    b = _arrays(writers.Layout(tmp_path / "sharded"), names)
+    for name in names:
+        for x, y in zip(a[name], b[name]):
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    merged = json.loads((tmp_path / "sharded" / "manifest.json").read_text())
+    assert sorted(merged["samples"]) == names and merged["summary"]["complete"]
+    assert (tmp_path / "sharded" / "manifest.shard-0-of-2.json").is_file()
+    for name in names:
+        assert merged["samples"][name]["counts"] == whole["samples"][name]["counts"]
+
+
+def test_cellpose_layout_writes_name_and_name_masks_side_by_side(tmp_path, exported, loaded):
+    options = _options(exported("reference", 2), tmp_path, n=2, layout="cellpose", previews=False)
+    synthesize(options, loaded("reference", 2))
+    tiffs = sorted(p.name for p in tmp_path.glob("*.tif"))
+    assert tiffs == [
+        "sample_000000.tif",
+        "sample_000000_masks.tif",
+        "sample_000001.tif",
+        "sample_000001_masks.tif",
+    ]
+    assert not (tmp_path / "images").exists() and not (tmp_path / "previews").exists()
+    assert tifffile.imread(tmp_path / "sample_000001_masks.tif").dtype == np.uint16
+
+
+def _copy_models(source, target):
+    shutil.copytree(source, target)
+    return target
+
+
+def test_bad_models_folders_are_named_in_the_error(tmp_path, exported, loaded):
+    good = exported("reference", 2)
+    with pytest.raises(io.DataError, match=str(tmp_path / "nowhere")):
+        models.load_generators(tmp_path / "nowhere")
+    missing = _copy_models(good, tmp_path / "missing")
+    shutil.rmtree(missing / "stage2")
+    with pytest.raises(io.DataError, match=f"{missing / 'stage2'}: folder not found"):
+        models.load_generators(missing)
+    swapped = _copy_models(good, tmp_path / "swapped")
+    shutil.rmtree(swapped / "stage2")
+    shutil.copytree(good / "stage3", swapped / "stage2")
+    with pytest.raises(io.DataError, match=f"{swapped / 'stage2'}: manifest says stage 3"):
+        models.load_generators(swapped)
+    mixed = _copy_models(good, tmp_path / "mixed")
+    shutil.rmtree(mixed / "stage1")
+    shutil.copytree(exported("reference", 3) / "stage1", mixed / "stage1")
+    with pytest.raises(io.DataError, match=r"disagree on ndim: .*stage1 is 3D"):
+        models.load_generators(mixed)
+    with pytest.raises(io.DataError, match=f"{good / 'stage1'}: differs from the preloaded"):
+        synthesize(_options(good, tmp_path / "out"), loaded("untrained", 2))
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "nucgen_tf.cli", "synthesize", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        **kw,
+    )
+
+
+def test_cli_reports_a_bad_models_folder(tmp_path):
+    proc = _cli("--models", str(tmp_path / "nope"), "--n", "1", "--out", str(tmp_path / "out"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and f"{tmp_path / 'nope'}: models folder not found" in err
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_without_redoing_recorded_samples(tmp_path, exported, loaded):
+    models_dir = exported("untrained", 2)
+    out = tmp_path / "out"
+    proc = _cli("--models", str(models_dir), "--n", "6", "--chunk", "1", "--out", str(out), "--nopreviews")
+    layout = writers.Layout(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if layout.image_path(writers.sample_name(1)).exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    recorded = json.loads((out / "manifest.json").read_text())["samples"]
+    finished = [p.stem for p in (out / "images").glob("*.tif")]
+    assert 1 <= len(recorded) <= len(finished) < 6 and set(recorded) <= set(finished)
+    mtimes = {n: layout.image_path(n).stat().st_mtime_ns for n in finished}
+    manifest = synthesize(_options(models_dir, out, n=6, chunk=1, previews=False), loaded("untrained", 2))
+    assert manifest["summary"]["complete"] and manifest["run"]["skipped"] == len(finished)
+    assert {n: layout.image_path(n).stat().st_mtime_ns for n in finished} == mtimes
+    assert len(io.list_pairs(out)) == 6

@@ -128,7 +128,9 @@ def color_nuclei(
     Returns:
         ({id: palette index}, the margin used). A dense 3D canvas can need more than the
         12 palette colors at the trained margin; a smaller margin is logged and recorded
-        rather than failing the whole job.
+        rather than failing the whole job. If even margin 0 (overlapping ellipses only) needs
+        more, colors are reused (margin -1 is recorded): same-colored touching nuclei are
+        still separated by the k-terminal cut, whose terminals are the box centres.
     """
     used = margin
     while True:
@@ -137,7 +139,9 @@ def color_nuclei(
             return geometry.assign_colors(graph, rng=rng), used
         except ValueError:
             if used == 0:
-                raise
+                logging.warning("the palette is too small even at margin 0: reusing colors")
+                colors = geometry.assign_colors(graph, n_colors=max(len(graph), 1))
+                return {node: color % len(geometry.PALETTE) for node, color in colors.items()}, -1.0
             used = used / 2 if used > 0.5 else 0.0
             logging.warning(
                 "coloring needs more than the palette at margin %.2f; retrying at %.2f", used * 2, used

@@ -127,3 +127,16 @@ def test_options_validate_what_flags_cannot():
         SynthesisOptions(models="m", out="o")
     with pytest.raises(ValueError, match="arrangement"):
         SynthesisOptions(models="m", out="o", n=1, arrangement="grid")
+
+
+def test_coloring_reuses_palette_colors_rather_than_failing():
+    from nucgen_tf import geometry
+    from nucgen_tf.synthesis.pipeline import color_nuclei
+
+    # 20 ellipses around one point: every pair overlaps, so no palette of 12 can color them.
+    centers = np.array([[32.0 + i % 4, 32.0 + i // 4] for i in range(20)])
+    boxes = geometry.Boxes(centers, np.full((20, 2), 30.0))
+    colors, margin = color_nuclei(boxes, None, 3.0, np.random.default_rng(0))
+    assert margin == -1.0
+    assert set(colors) == set(boxes.ids.tolist())
+    assert all(0 <= c < len(geometry.PALETTE) for c in colors.values())

@@ -288,7 +288,7 @@ def decode_colored_mask(
     sigma: float = 0.2,
     backend: str = "scipy",
     max_cut_work: float | None = 2e5,
-    cut_prior_weight: float | None = None,
+    cut_prior_weight: float = 0.5,
     return_report: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Stage-2 output (colored mask + boundary class) and stage-1 boxes -> instance labels.
@@ -336,6 +336,8 @@ def decode_colored_mask(
         max_cut_work: `k_terminal_cut(max_work=...)`: instances whose cut would exceed this
             many pixel-cuts (a blob of many nuclei) are split by the seeded-watershed
             approximation instead; None = always cut.
+        cut_prior_weight: `k_terminal_cut(prior_weight=...)`, the multiplicative-Voronoi
+            shape prior of the cut (0 = pure min cut).
         return_report: also return the counts dict.
 
     Returns:
@@ -403,7 +405,7 @@ def decode_colored_mask(
             backend=backend,
             max_work=max_cut_work,
             return_costs=True,
-            **({} if cut_prior_weight is None else {"prior_weight": cut_prior_weight}),
+            prior_weight=cut_prior_weight,
         )
         values = np.unique(parts[parts > 0])
         if len(values) < 2:

@@ -35,13 +35,18 @@ What we do:
    sum_d ((x_d - t_d) / a_d)^2 (a multiplicative Voronoi diagram, after [10]'s shape prior)
    and kept where connected to the terminal. Seed pixels are contracted into one node per
    terminal, which also shrinks the graph.
-3. Iterative isolating cuts. While more than one terminal is left: compute the isolating cut
+3. Shape prior (after [10]'s multiplicative Voronoi prior). Every free pixel also links to
+   the terminal of its multiplicative Voronoi cell (smallest sum_d ((x_d - t_d) / a_d)^2,
+   a = seed semi-axes) with capacity prior_weight / mean(a): ending outside its cell costs
+   that much, so a cut cannot take a short path through a hole or across a nucleus's flank
+   when that misassigns a lot of area. Scale-free (boundary ~ r, area / a ~ r).
+4. Iterative isolating cuts. While more than one terminal is left: compute the isolating cut
    of every remaining terminal on the unassigned pixels (other remaining terminals merged
-   into the sink), give the source side of the *cheapest* one to its terminal and remove it
-   from the graph; with two terminals left one s-t cut decides, and the last terminal takes
-   the rest. The source side is every node that cannot reach the sink in the residual
-   network (networkx's convention).
-4. Connectivity. A piece of a label cut off from its terminal (face connectivity) goes to
+   into the sink, Voronoi cells recomputed among them), give the source side of the
+   *cheapest* one to its terminal and remove it from the graph; with two terminals left one
+   s-t cut decides, and the last terminal takes the rest. The source side is every node that
+   cannot reach the sink in the residual network (networkx's convention).
+5. Connectivity. A piece of a label cut off from its terminal (face connectivity) goes to
    the adjacent label it shares the most boundary with, until stable; pieces with no
    labelled neighbour (a disconnected region) go to the nearest terminal.
 
@@ -392,7 +397,7 @@ def k_terminal_cut(
     backend: str = "scipy",
     flow_func: Callable | None = None,
     max_work: float | None = 2e5,
-    prior_weight: float = 0.0,
+    prior_weight: float = 0.5,
     return_costs: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, list[float] | None]:
     """Split a region among K terminals by iterated isolating minimum cuts (see module doc).
@@ -411,7 +416,7 @@ def k_terminal_cut(
             ndim): 8 neighbours in 2D, 18 in 3D, with Cauchy-Crofton edge weights, so that cut
             costs approximate Euclidean lengths instead of city-block ones (with face
             neighbours every staircase between two terminals costs the same and the cut may
-            run anywhere along a neck). The repair of step 4 always uses face connectivity.
+            run anywhere along a neck). The repair of step 5 always uses face connectivity.
         seed_semi_axes: per-terminal seed ellipsoid, scalar, (K,) or (K, ndim) semi-axes in
             pixels (0 = the terminal pixel only); default a quarter of the distance to the
             nearest other terminal. Seeds are what keeps a cut from isolating a lone pixel.
@@ -428,7 +433,9 @@ def k_terminal_cut(
             Voronoi cell (the terminal with the smallest sum_d ((x_d - t_d) / a_d)^2, a = seed
             semi-axes floored at 1) costs prior_weight / mean(a) of that terminal, in units of
             one pixel of cut boundary (scale-free: boundary ~ r, misplaced area ~ r^2);
-            0 = a pure min cut.
+            0 = a pure min cut. 0.5 (0.4-1.6 do about as well) lifted the mean IoU of
+            same-color phantom blobs from 0.76-0.86 to 0.85-0.92 (2D clustered, 3D random)
+            and keeps a cut from taking a shortcut through a hole of a ring of nuclei.
         return_costs: also return the value of every cut that assigned a region, in order,
             in capacity units of eps (None when the watershed fallback was used).
 

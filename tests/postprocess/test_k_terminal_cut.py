@@ -77,23 +77,44 @@ def test_same_color_touching_balls_split_at_their_necks(ndim, k):
     _assert_valid_partition(out, labels > 0, centers.astype(int), k)
 
 
-def test_same_color_discs_need_seeds_single_pixel_terminals_are_isolated():
-    """Without seeds the cheapest isolating cut is a terminal's own 8 edges: why seeds exist."""
+def test_same_color_discs_need_seeds_or_the_prior():
+    """A pure min cut from single-pixel terminals isolates a terminal's own pixel (its 8 edges
+    are the cheapest cut); seeds or the Voronoi prior each prevent that."""
     labels, centers = _scene(2, 2)
-    out = k_terminal_cut(labels > 0, _features(labels, distinct=False), centers, seed_semi_axes=0.0)
+    features = _features(labels, distinct=False)
+    out = k_terminal_cut(labels > 0, features, centers, seed_semi_axes=0.0, prior_weight=0.0)
     assert min(np.bincount(out[labels > 0])[1:]) <= 2
+    with_prior = k_terminal_cut(labels > 0, features, centers, seed_semi_axes=0.0)
+    assert min(_ious(labels, with_prior)) >= 0.9
+    with_seeds = k_terminal_cut(labels > 0, features, centers, seed_semi_axes=4.0, prior_weight=0.0)
+    assert min(_ious(labels, with_seeds)) >= 0.9
 
 
 def test_three_discs_in_a_triangle_split_with_the_default_euclidean_weights():
     """Face-neighbour (city-block) cuts cannot follow the two diagonal necks; 8 neighbours can."""
     labels = _balls((50, 50), [(18, 16), (18, 31), (31, 24)], 8.0)
     boxes = boxes_from_labels(labels)
-    kwargs = dict(seed_semi_axes=box_semi_axes(boxes.extents))
+    kwargs = dict(seed_semi_axes=box_semi_axes(boxes.extents), prior_weight=0.0)
     features = _features(labels, distinct=False)
     out = k_terminal_cut(labels > 0, features, boxes.centers, **kwargs)
     assert min(_ious(labels, out)) >= 0.95
     city_block = k_terminal_cut(labels > 0, features, boxes.centers, connectivity=1, **kwargs)
     assert min(_ious(labels, city_block)) < min(_ious(labels, out))
+
+
+def test_the_prior_keeps_a_ring_of_nuclei_from_cutting_through_its_hole():
+    """Five discs on a ring around a hole: a pure min cut joins the hole to the outside by a
+    short path across one disc's flank; the Voronoi prior keeps every region >= 0.9 IoU."""
+    angles = 2 * np.pi * np.arange(5) / 5
+    centers = np.stack([30 + 17 * np.sin(angles), 30 + 17 * np.cos(angles)], 1)
+    labels = _balls((60, 60), centers, 10.0)
+    assert labels[30, 30] == 0, "the ring must have a hole"
+    boxes = boxes_from_labels(labels)
+    kwargs = dict(seed_semi_axes=box_semi_axes(boxes.extents))
+    features = _features(labels, distinct=False)
+    plain = k_terminal_cut(labels > 0, features, boxes.centers, prior_weight=0.0, **kwargs)
+    out = k_terminal_cut(labels > 0, features, boxes.centers, **kwargs)
+    assert min(_ious(labels, out)) >= 0.9 > min(_ious(labels, plain))
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -159,7 +180,12 @@ def test_cheapest_isolating_cut_goes_first(flip):
         labels = np.where(labels > 0, 4 - labels, 0)[:, ::-1].copy()
     boxes = boxes_from_labels(labels)
     out, costs = k_terminal_cut(
-        labels > 0, _features(labels, False), boxes.centers, seed_semi_axes=3.0, return_costs=True
+        labels > 0,
+        _features(labels, False),
+        boxes.centers,
+        seed_semi_axes=3.0,
+        prior_weight=0,
+        return_costs=True,
     )
     narrow = 2 * np.sqrt(8.0**2 - 7.5**2) + 1  # chord lengths of the two contacts, in pixels
     wide = 2 * np.sqrt(8.0**2 - 5.5**2) + 1

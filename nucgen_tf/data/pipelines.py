@@ -317,6 +317,21 @@ def stage1_dataset(
     return unpaired(seed_point_dataset(patch, render, seeds, spacing=spacing), boxes)
 
 
+def _paired_dataset(
+    names: tuple[str, str],
+    source: Source,
+    patch: PatchConfig,
+    render: RenderConfig,
+    norm: NormConfig,
+    training: bool,
+    **kwargs,
+) -> tf.data.Dataset:
+    """Aligned (names[0], names[1]) batches of `patch_dataset`, rendering only what they use."""
+    outputs = tuple(n for n in names if n != "image")
+    ds = patch_dataset(source, patch, render, norm, training, outputs=outputs, **kwargs)
+    return ds.map(lambda d: (d[names[0]], d[names[1]]))
+
+
 def stage2_dataset(
     source: Source,
     patch: PatchConfig,
@@ -332,11 +347,9 @@ def stage2_dataset(
 
     Arguments as `patch_dataset`.
     """
-    ds = patch_dataset(
-        source, patch, render, norm, training, stats=stats, max_files=max_files,
-        outputs=("ellipses", "mask"), epochs=epochs,
+    return _paired_dataset(
+        ("ellipses", "mask"), source, patch, render, norm, training, stats=stats, max_files=max_files, epochs=epochs
     )
-    return ds.map(lambda d: (d["ellipses"], d["mask"]))
 
 
 def stage3_dataset(
@@ -354,8 +367,6 @@ def stage3_dataset(
 
     Arguments as `patch_dataset`.
     """
-    ds = patch_dataset(
-        source, patch, render, norm, training, stats=stats, max_files=max_files, outputs=("mask",),
-        epochs=epochs,
+    return _paired_dataset(
+        ("mask", "image"), source, patch, render, norm, training, stats=stats, max_files=max_files, epochs=epochs
     )
-    return ds.map(lambda d: (d["mask"], d["image"]))

@@ -106,9 +106,9 @@ def test_the_prior_keeps_a_ring_of_nuclei_from_cutting_through_its_hole():
     """Five discs on a ring around a hole: a pure min cut joins the hole to the outside by a
     short path across one disc's flank; the Voronoi prior keeps every region >= 0.9 IoU."""
     angles = 2 * np.pi * np.arange(5) / 5
-    centers = np.stack([30 + 17 * np.sin(angles), 30 + 17 * np.cos(angles)], 1)
-    labels = _balls((60, 60), centers, 10.0)
-    assert labels[30, 30] == 0, "the ring must have a hole"
+    centers = np.stack([24 + 11.4 * np.sin(angles), 24 + 11.4 * np.cos(angles)], 1)  # 1.6 r apart
+    labels = _balls((48, 48), centers, 8.4)
+    assert labels[24, 24] == 0, "the ring must have a hole"
     boxes = boxes_from_labels(labels)
     kwargs = dict(seed_semi_axes=box_semi_axes(boxes.extents))
     features = _features(labels, distinct=False)

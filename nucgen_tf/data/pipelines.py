@@ -348,7 +348,8 @@ def stage2_dataset(
     Arguments as `patch_dataset`.
     """
     return _paired_dataset(
-        ("ellipses", "mask"), source, patch, render, norm, training, stats=stats, max_files=max_files, epochs=epochs
+        ("ellipses", "mask"), source, patch, render, norm, training,
+        stats=stats, max_files=max_files, epochs=epochs,
     )
 
 
@@ -368,5 +369,6 @@ def stage3_dataset(
     Arguments as `patch_dataset`.
     """
     return _paired_dataset(
-        ("mask", "image"), source, patch, render, norm, training, stats=stats, max_files=max_files, epochs=epochs
+        ("mask", "image"), source, patch, render, norm, training,
+        stats=stats, max_files=max_files, epochs=epochs,
     )

@@ -308,9 +308,11 @@ def decode_colored_mask(
     4. An instance holding >= 2 boxes (a same-color blob the boundary class did not divide)
        is split by `k_terminal_cut`: box centres as terminals, the box-map ovals (semi-axes
        extents / 4, the nucleus cores) as terminal seeds, the mask's RGB as features.
-       Instances without a box are kept (`keep_unmatched`; the generator may add nuclei, and
-       image and mask stay aligned because the image is generated from these labels) or
-       dropped.
+       Instances without a box that have no interior pixel (no pixel whose face neighbours
+       all belong to it: fringes of blended color along a generated edge) are dissolved
+       like specks; other instances without a box are kept (`keep_unmatched`; the generator
+       may add nuclei, and image and mask stay aligned because the image is generated from
+       these labels) or dropped.
     5. Dissolved pixels and boundary-only pixels (boundary class on a black color) go to the
        nearest instance within boundary_width + 1 px (`skimage.segmentation.expand_labels`,
        restricted to the foreground); what is still unassigned becomes new (unmatched)
@@ -342,7 +344,8 @@ def decode_colored_mask(
 
     Returns:
         (*spatial) int32 labels 1..N, or (labels, report) with report = {"n_components":
-        instances found in step 1 (>= min_size), "n_cut": instances split by the cut,
+        instances found in step 1 (>= min_size), "n_cut": instances split in step 4,
+        "n_watershed": of those, split by the watershed approximation (`max_cut_work`),
         "n_unmatched_boxes": boxes with no instance, "n_unmatched_components": instances
         without a box (kept or dropped per `keep_unmatched`), "n_instances": final count}.
     """

@@ -55,6 +55,7 @@ class Sample:
         seed_map: (*spatial) stage-1 input.
         box_map: (*spatial) stage-1 output.
         boxes: decoded boxes.
+        box_colors: (N,) palette index of each box in the stage-2 input (guides the cut).
         ellipses: (*spatial, 3) stage-2 input.
         colored_mask: (*spatial, 4) stage-2 output.
         labels: (*spatial) int32 final labels 1..N, consecutive.
@@ -67,6 +68,7 @@ class Sample:
     seed_map: np.ndarray
     box_map: np.ndarray | None = None
     boxes: geometry.Boxes | None = None
+    box_colors: np.ndarray | None = None
     ellipses: np.ndarray | None = None
     colored_mask: np.ndarray | None = None
     labels: np.ndarray | None = None
@@ -178,11 +180,14 @@ def _decode_boxes(box_map: np.ndarray, bv: float, settings: ChainSettings) -> tu
     return boxes, report
 
 
-def _decode_labels(mask: np.ndarray, boxes: geometry.Boxes, boundary_width: int) -> tuple[np.ndarray, dict]:
+def _decode_labels(
+    mask: np.ndarray, boxes: geometry.Boxes, box_colors: np.ndarray, boundary_width: int
+) -> tuple[np.ndarray, dict]:
     from nucgen_tf.postprocess import decode
 
     labels, report = decode.decode_colored_mask(
-        mask, boxes, value_range=(0.0, 1.0), boundary_width=boundary_width, return_report=True
+        mask, boxes, value_range=(0.0, 1.0), boundary_width=boundary_width, box_colors=box_colors,
+        return_report=True,
     )
     return np.asarray(labels), dict(report)
 
@@ -250,15 +255,15 @@ def run_chain(
         start = time.perf_counter()
         colors, margin = color_nuclei(sample.boxes, None, r2.color_margin, rng["colors_stage2"])
         sample.report["color_margin_stage2"] = margin
-        index = geometry.color_lookup(sample.boxes, colors)
-        sample.ellipses = geometry.render_colored_ellipses(sample.boxes, index, shape)
+        sample.box_colors = geometry.color_lookup(sample.boxes, colors)
+        sample.ellipses = geometry.render_colored_ellipses(sample.boxes, sample.box_colors, shape)
         _stamp(sample, "ellipses", time.perf_counter() - start)
 
     masks = _timed_stage(generators.stages[2], samples, [s.ellipses for s in samples], settings, "stage2")
     for sample, mask, rng in zip(samples, masks, rngs):
         start = time.perf_counter()
         sample.colored_mask = mask = from_network(mask)
-        labels, report = _decode_labels(mask, sample.boxes, r2.boundary_width)
+        labels, report = _decode_labels(mask, sample.boxes, sample.box_colors, r2.boundary_width)
         labels = relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32)
         sample.labels = labels
         sample.report["decode_colored_mask"] = report

@@ -31,8 +31,9 @@ def build_generator(
 ) -> keras.Model:
     """Build a functional U-Net generator of built-in layers (loads in safe mode).
 
-    Encoder: a full-resolution convolution, then per level a strided convolution and a
-    convolution, each followed by instance norm and LeakyReLU(0.2). Decoder: per level an
+    Encoder: a full-resolution convolution with LeakyReLU(0.2), then per level a strided
+    convolution and a convolution, each followed by instance norm and LeakyReLU(0.2). All
+    these convolutions mirror-pad their borders (`layers.ReflectPadding`). Decoder: per level an
     up-sampling step (transposed convolution with kernel = stride, or nearest up-sampling
     + convolution), instance norm and ReLU, concatenation with the encoder features of the
     same resolution, then a convolution, instance norm and ReLU. A 1x1 convolution and
@@ -54,8 +55,12 @@ def build_generator(
     Returns:
         A `keras.Model` mapping (B, *spatial, in_channels) to (B, *spatial, out_channels).
     """
-    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("base_filters", base_filters), ("depth", depth)):
+    for arg, value in (
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("base_filters", base_filters),
+        ("depth", depth),
+    ):
         if value < 1:
             raise ValueError(f"`{arg}` must be >= 1. Received: {arg}={value}")
     if upsampling not in ("transpose", "nearest"):
@@ -65,13 +70,16 @@ def build_generator(
     level_strides = L.resolve_level_strides(ndim, depth, strides)
     filters = [min(base_filters * 2**i, max_filters) for i in range(depth + 1)]
 
-    def block(x, n_filters, stride, act, prefix):
-        x = L.conv(ndim, n_filters, kernel_size, stride, use_bias=False, name=f"{prefix}_conv")(x)
-        x = L.instance_norm(name=f"{prefix}_norm")(x)
+    def block(x, n_filters, stride, act, prefix, norm=True):
+        x = L.reflect_conv(ndim, n_filters, kernel_size, stride, use_bias=not norm, name=f"{prefix}_conv")(x)
+        if norm:
+            x = L.instance_norm(name=f"{prefix}_norm")(x)
         return L.activation(act, name=f"{prefix}_act")(x)
 
     inputs = keras.Input(shape=(None,) * ndim + (in_channels,), name=f"{name}_input")
-    x = block(inputs, filters[0], 1, "leaky_relu", "enc0")
+    # No norm on the input layer (as pix2pix's U-Net): a sparse seed map normalized per image
+    # would lose how much of it is empty.
+    x = block(inputs, filters[0], 1, "leaky_relu", "enc0", norm=False)
     skips = [x]
     for level in range(1, depth + 1):
         x = block(x, filters[level], level_strides[level - 1], "leaky_relu", f"enc{level}_down")
@@ -87,7 +95,10 @@ def build_generator(
             x = L.conv_transpose(ndim, filters[level], stride, stride, use_bias=False, name=f"{prefix}_up")(x)
         else:
             x = L.upsample(ndim, stride, name=f"{prefix}_up")(x)
-            x = L.conv(ndim, filters[level], kernel_size, 1, use_bias=False, name=f"{prefix}_upconv")(x)
+            upconv = L.reflect_conv(
+                ndim, filters[level], kernel_size, 1, use_bias=False, name=f"{prefix}_upconv"
+            )
+            x = upconv(x)
         x = L.instance_norm(name=f"{prefix}_up_norm")(x)
         x = L.activation("relu", name=f"{prefix}_up_act")(x)
         x = keras.layers.Concatenate(axis=-1, name=f"{prefix}_skip")([x, skips[level]])

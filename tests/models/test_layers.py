@@ -40,7 +40,7 @@ def test_instance_norm_matches_numpy(ndim):
     axes = tuple(range(1, ndim + 1))
     mean = x.mean(axis=axes, keepdims=True)
     var = x.var(axis=axes, keepdims=True)
-    expected = (x - mean) / np.sqrt(var + 1e-5)
+    expected = (x - mean) / np.sqrt(var + 1e-3)
     got = np.asarray(L.instance_norm()(x))
     np.testing.assert_allclose(got, expected, atol=1e-4)
 

@@ -12,6 +12,7 @@ from nucgen_tf.geometry import (
     label_box_map,
     render_box_map,
 )
+from tests.helpers import separated_boxes
 
 
 def _reference_box_map(boxes: Boxes, shape, bv=0.25) -> np.ndarray:
@@ -25,19 +26,10 @@ def _reference_box_map(boxes: Boxes, shape, bv=0.25) -> np.ndarray:
     return out
 
 
-def _random_separated_boxes(ndim: int, rng: np.random.Generator, cell: int = 24, cells: int = 3):
-    """One box per grid cell (so the half-size ovals never touch), random odd/even extents >= 5.
-
-    Thinner boxes render as ovals 1-2 pixels thick, which loses their size (documented in
-    `boxes_from_box_map`); `test_tiny_boxes_*` cover them.
-    """
-    centers, extents = [], []
-    for index in np.ndindex(*(cells,) * ndim):
-        extent = rng.integers(5, cell - 3, size=ndim)
-        start = np.asarray(index) * cell + 1 + rng.integers(0, cell - extent - 1)
-        centers.append(start + (extent - 1) / 2)
-        extents.append(extent)
-    return Boxes(np.asarray(centers, float), np.asarray(extents, float)), (cell * cells,) * ndim
+def _random_separated_boxes(ndim: int, rng: np.random.Generator):
+    """Extents >= 5: thinner boxes render as ovals 1-2 pixels thick, which loses their size
+    (documented in `boxes_from_box_map`); `test_tiny_boxes_*` cover them."""
+    return separated_boxes(ndim, rng, cell=24, cells=3, min_extent=5)
 
 
 def _match(expected: Boxes, found: Boxes) -> tuple[np.ndarray, np.ndarray]:

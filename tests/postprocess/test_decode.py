@@ -19,6 +19,7 @@ from nucgen_tf.geometry import (
     render_colored_mask,
 )
 from nucgen_tf.postprocess import decode_box_map, decode_colored_mask, split_box_map, to_stored_range
+from tests.helpers import separated_boxes
 
 
 def _generated(stored: np.ndarray) -> np.ndarray:
@@ -38,14 +39,8 @@ def _match(expected: Boxes, found: Boxes) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _separated_boxes(ndim: int, rng: np.random.Generator, cell: int = 20, cells: int = 3):
-    centers, extents = [], []
-    for index in np.ndindex(*(cells,) * ndim):
-        extent = rng.integers(6, cell - 3, size=ndim)
-        start = np.asarray(index) * cell + 1 + rng.integers(0, cell - extent - 1)
-        centers.append(start + (extent - 1) / 2)
-        extents.append(extent)
-    return Boxes(np.asarray(centers, float), np.asarray(extents, float)), (cell * cells,) * ndim
+def _separated_boxes(ndim: int, rng: np.random.Generator, cells: int = 3):
+    return separated_boxes(ndim, rng, cell=20, cells=cells, min_extent=6)
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -92,6 +92,17 @@ def panel_grid(panels: Sequence[np.ndarray], ndim: int, titles: Sequence[str] | 
     return canvas
 
 
+def stack_rows(grids: Sequence[np.ndarray]) -> np.ndarray:
+    """Stacks RGB grids of equal width top to bottom with a gap between them."""
+    if not grids:
+        raise ValueError("`grids` must not be empty.")
+    gap = np.full((_GAP, grids[0].shape[1], 3), 64, np.uint8)
+    parts = [grids[0]]
+    for g in grids[1:]:
+        parts += [gap, g]
+    return np.concatenate(parts, axis=0)
+
+
 def label_contours(labels: np.ndarray) -> np.ndarray:
     """Boolean map of pixels whose face-neighbour has another label (any ndim)."""
     edge = np.zeros(labels.shape, dtype=bool)

@@ -79,6 +79,15 @@ def _pair(data: Any, keys: tuple[str, str], model: str) -> tuple[tf.Tensor, tf.T
     )
 
 
+def _with_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
+    """`x` cut or padded to `channels` channels; padding is -1, the "absent" value of every map."""
+    have = int(x.shape[-1])
+    if have >= channels:
+        return x[..., :channels]
+    pad = -tf.ones(tf.concat([tf.shape(x)[:-1], [channels - have]], axis=0), x.dtype)
+    return tf.concat([x, pad], axis=-1)
+
+
 def _first(inputs: Any, key: str) -> Any:
     if isinstance(inputs, dict):
         return inputs[key]
@@ -319,9 +328,11 @@ class CycleGAN(_GanBase):
 
     Generator terms: adversarial `g_adv_ab` = crit(D_B(G_AB(a)), real), `g_adv_ba`;
     cycle `cycle_a` = |G_BA(G_AB(a)) - a|, `cycle_b`; identity `identity_a` =
-    |G_BA(a) - a|, `identity_b` = |G_AB(b) - b| when both generators keep the channel
-    count. Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b)
-    + lambda_cycle * lambda_identity * (identity_a + identity_b). Discriminator terms
+    |G_BA(a) - a|, `identity_b` = |G_AB(b) - b|. When the domains' channel counts differ (stage
+    2's RGB ellipses and RGB + boundary masks) the identity terms use the leading channels
+    both share, the input padded with -1 or cut to the generator's channels: this keeps the
+    palette colors, which the cycle alone lets a generator trade for a hidden code.
+    Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b) + lambda_cycle * lambda_identity * (identity_a + identity_b). Discriminator terms
     `d_a`, `d_b` = 0.5 * (crit(D(real), real) + crit(D(pooled fake), fake)).
 
     Args:
@@ -371,11 +382,11 @@ class CycleGAN(_GanBase):
         self.disc_a = disc_a
         self.disc_b = disc_b
         cfg = self.loss_config
-        self.use_identity = cfg.lambda_identity > 0 and cfg.lambda_cycle > 0 and channels_a == channels_b
-        if cfg.lambda_identity > 0 and channels_a != channels_b:
+        self.use_identity = cfg.lambda_identity > 0 and cfg.lambda_cycle > 0
+        if self.use_identity and channels_a != channels_b:
             logging.info(
-                "%s: identity loss disabled, the domains have %d and %d channels.",
-                self.name, channels_a, channels_b,
+                "%s: identity loss on the %d channels the domains share (%d and %d channels).",
+                self.name, min(channels_a, channels_b), channels_a, channels_b,
             )
         seed_b = None if cfg.pool_seed is None else cfg.pool_seed + 1
         # pool_a holds fakes of domain A (from gen_ba) for disc_a; pool_b fakes of B for disc_b.
@@ -438,8 +449,11 @@ class CycleGAN(_GanBase):
             "cycle_b": losses.cycle_loss(real_b, self.gen_ab(fake_a, training=training)),
         }
         if self.use_identity:
-            terms["identity_a"] = losses.identity_loss(real_a, self.gen_ba(real_a, training=training))
-            terms["identity_b"] = losses.identity_loss(real_b, self.gen_ab(real_b, training=training))
+            shared = min(self.channels_a, self.channels_b)
+            same_a = self.gen_ba(_with_channels(real_a, self.channels_b), training=training)
+            same_b = self.gen_ab(_with_channels(real_b, self.channels_a), training=training)
+            terms["identity_a"] = losses.identity_loss(real_a[..., :shared], same_a[..., :shared])
+            terms["identity_b"] = losses.identity_loss(real_b[..., :shared], same_b[..., :shared])
         return terms, (fake_a, fake_b)
 
     def _generator_objective(self, terms):
@@ -481,7 +495,9 @@ class PairedCycleGAN(CycleGAN):
     input of G, and as a real sample for D_S.
 
     The losses are exactly `CycleGAN`'s; only the data differ (pairs, not independent
-    shuffles). Identity terms are off here since 3 != 4 channels.
+    shuffles). The identity terms compare the three color channels both domains share:
+    G(S_i's colors) should keep them, F(B_i with no boundary) should keep B_i. They map a
+    sample to its own domain, so they are no direct loss between F(B_i) and S_i.
     """
 
 

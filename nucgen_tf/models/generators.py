@@ -36,7 +36,8 @@ def build_generator(
     these convolutions mirror-pad their borders (`layers.ReflectPadding`). Decoder: per level an
     up-sampling step (transposed convolution with kernel = stride, or nearest up-sampling
     + convolution), instance norm and ReLU, concatenation with the encoder features of the
-    same resolution, then a convolution, instance norm and ReLU. A 1x1 convolution and
+    same resolution, then a convolution, instance norm and ReLU. The full-resolution layers
+    (first encoder and last decoder level) have no norm. A 1x1 convolution and
     tanh, both float32 so that mixed precision never rounds the output, map to
     `out_channels`.
 
@@ -99,10 +100,15 @@ def build_generator(
                 ndim, filters[level], kernel_size, 1, use_bias=False, name=f"{prefix}_upconv"
             )
             x = upconv(x)
-        x = L.instance_norm(name=f"{prefix}_up_norm")(x)
+        # No norm at full resolution (level 0), as pix2pix's outermost U-Net block: instance
+        # norm there fixes each output channel's mean and spread over the image, so a sparse
+        # map could not say how much of it is background (an empty seed map gave flat gray).
+        norm = level > 0
+        if norm:
+            x = L.instance_norm(name=f"{prefix}_up_norm")(x)
         x = L.activation("relu", name=f"{prefix}_up_act")(x)
         x = keras.layers.Concatenate(axis=-1, name=f"{prefix}_skip")([x, skips[level]])
-        x = block(x, filters[level], 1, "relu", prefix)
+        x = block(x, filters[level], 1, "relu", prefix, norm=norm)
 
     x = L.conv(ndim, out_channels, 1, 1, name="out_conv", dtype="float32")(x)
     outputs = L.activation("tanh", name="out_tanh", dtype="float32")(x)

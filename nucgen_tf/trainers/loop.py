@@ -23,8 +23,10 @@ from absl import logging
 from nucgen_tf.trainers.config import TrainConfig
 from nucgen_tf.trainers.summaries import Summaries
 
-# (step, model, fixed batch) -> [(name, panels, titles)]
-PanelFn = Callable[[object, Sequence[tf.Tensor]], Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]]]
+# (model, fixed batch) -> [(name, rows of panels (one row per example), titles)]
+PanelFn = Callable[
+    [object, Sequence[tf.Tensor]], Sequence[tuple[str, Sequence[Sequence[np.ndarray]], Sequence[str]]]
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -120,8 +122,8 @@ def train_loop(
                 for metric in model.metrics:
                     metric.reset_state()
             if step % config.image_every == 0 or step == config.steps:
-                for name, panels, titles in panel_fn(model, panel_batch):
-                    summaries.panel(step, name, panels, titles, ndim)
+                for name, rows, titles in panel_fn(model, panel_batch):
+                    summaries.panel(step, name, rows, titles, ndim)
             if step % config.checkpoint_every == 0:
                 manager.save(checkpoint_number=step)
                 last_saved = step

@@ -101,16 +101,21 @@ def _optimizer(cfg: StageConfig, name: str) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(schedule, beta_1=t.beta_1, name=name)
 
 
+# Examples of the fixed panel batch shown, one row each (an empty seed map alone says little).
+_PANEL_ROWS = 4
+
+
 def _panels(stage: int, names: tuple[str, str]):
     def panel_fn(model, batch):
-        x, y = (t[:1] for t in batch)
+        x, y = (t[:_PANEL_ROWS] for t in batch)
         if stage == 3:
             fake = model.generator(x, training=False)
-            return [("stage3", [x[0], fake[0], y[0]], [f"input {names[0]}", "generated", f"real {names[1]}"])]
+            titles = [f"input {names[0]}", "generated", f"real {names[1]}"]
+            return [("stage3", [[x[i], fake[i], y[i]] for i in range(len(x))], titles)]
         fake_b = model.gen_ab(x, training=False)
         fake_a = model.gen_ba(y, training=False)
         titles = [names[0], f"G({names[0]})", f"real {names[1]}", f"F({names[1]})"]
-        return [(f"stage{stage}", [x[0], fake_b[0], y[0], fake_a[0]], titles)]
+        return [(f"stage{stage}", [[x[i], fake_b[i], y[i], fake_a[i]] for i in range(len(x))], titles)]
 
     return panel_fn
 
@@ -158,10 +163,13 @@ def train(
     stage = STAGES[cfg.stage]
     stats = intensity_stats(cfg, workdir)
     dataset = stage.make_dataset(_resumed_data_config(cfg, workdir), stats)
-    panel_batch = next(iter(dataset))
+    batches = iter(dataset)
+    first = next(batches)
+    # Two batches for the panels: the first examples of a stream are often near-empty.
+    panel_batch = tuple(tf.concat([a, b], axis=0) for a, b in zip(first, next(batches)))
     with strategy.scope():
         model = stage.make_model(cfg)
-        model.build([tuple(t.shape) for t in panel_batch])
+        model.build([tuple(t.shape) for t in first])
         model.compile(_optimizer(cfg, "g_adam"), _optimizer(cfg, "d_adam"))
     step = loop.train_loop(
         model, dataset, cfg.train, workdir, strategy, _panels(cfg.stage, stage.domains), panel_batch, cfg.ndim

@@ -30,10 +30,19 @@ class Summaries:
         self.writer.flush()
 
     def panel(
-        self, step: int, name: str, panels: Sequence[np.ndarray], titles: Sequence[str], ndim: int
+        self,
+        step: int,
+        name: str,
+        rows: Sequence[Sequence[np.ndarray]],
+        titles: Sequence[str],
+        ndim: int,
     ) -> pathlib.Path:
-        """One (input | output | target ...) grid, 3D as mid-slice over max projection."""
-        grid = viz.panel_grid([to_display(p) for p in panels], ndim, titles=titles)
+        """(input | output | target ...) grids, one row per example, 3D as mid-slice over max projection."""
+        grids = [
+            viz.panel_grid([to_display(p) for p in row], ndim, titles=titles if i == 0 else None)
+            for i, row in enumerate(rows)
+        ]
+        grid = viz.stack_rows(grids)
         with self.writer.as_default(step=step):
             tf.summary.image(name, grid[None], max_outputs=1)
         self.writer.flush()

@@ -75,12 +75,22 @@ def test_cyclegan_step_updates_all_networks(ndim):
     assert int(model.g_optimizer.iterations) == 1 and int(model.d_optimizer.iterations) == 1
 
 
-def test_paired_cyclegan_stage2_channels_without_identity():
+def test_paired_cyclegan_stage2_channels_identity_on_shared_colors():
     model = build_cyclegan(2, 3, 4, GEN, DISC, GanLossConfig(pool_size=0), paired=True)
-    assert isinstance(model, PairedCycleGAN) and not model.use_identity
+    assert isinstance(model, PairedCycleGAN) and model.use_identity
     model.compile(_adam(), _adam())
-    logs = model.train_step((_batch((1, 32, 32, 3), 0), _batch((1, 32, 32, 4), 1)))
-    assert set(logs) == CYCLE_KEYS
+    a, b = _batch((1, 32, 32, 3), 0), _batch((1, 32, 32, 4), 1)
+    terms = model.generator_losses((a, b))
+    # identity_a: F gets the ellipses with an absent (-1) boundary channel, compared on RGB.
+    same_a = model.gen_ba(tf.concat([a, -tf.ones_like(a[..., :1])], axis=-1))
+    np.testing.assert_allclose(float(terms["identity_a"]), np.mean(np.abs(a - same_a)), rtol=1e-5)
+    # identity_b: G gets the mask's colors, compared on its RGB output only.
+    same_b = model.gen_ab(b[..., :3])
+    np.testing.assert_allclose(
+        float(terms["identity_b"]), np.mean(np.abs(b[..., :3] - same_b[..., :3])), rtol=1e-5
+    )
+    logs = model.train_step((a, b))
+    assert set(logs) == CYCLE_KEYS | {"identity_a", "identity_b"}
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert tuple(model(_batch((1, 64, 32, 3), 2)).shape) == (1, 64, 32, 4)
 
@@ -123,10 +133,10 @@ def test_pix2pix_fit_halves_l1_on_a_fixed_batch():
 def test_paired_cyclegan_has_no_direct_mask_loss():
     """No term compares F(B_i) with S_i directly (paper Sec. II-B).
 
-    G (mask -> box) is made constant, so G(S) does not depend on S. Then the only way the
-    generator objective can depend on the mask S is the cycle term |F(G(S)) - S|. Swapping
-    S for S2 must change the objective by exactly lambda_cycle times the change of that term;
-    a direct |F(B) - S| term would add its own, different change.
+    G (mask -> box) is made constant, so G(S) does not depend on S. Then the only ways the
+    generator objective can depend on the mask S are the cycle term |F(G(S)) - S| and the
+    identity term on S's colors. Swapping S for S2 must change the objective by exactly their
+    weighted changes; a direct |F(B) - S| term would add its own, different change.
     """
     model = build_cyclegan(2, 3, 4, GEN, DISC, GanLossConfig(pool_size=0), paired=True)
     for layer in model.gen_ba.layers:
@@ -141,10 +151,17 @@ def test_paired_cyclegan_has_no_direct_mask_loss():
 
     terms = model.generator_losses((boxes, masks))
     terms2 = model.generator_losses((boxes, masks2))
-    assert set(terms) == {"g_loss", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b"}
+    assert set(terms) == {"g_loss", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b", "identity_a", "identity_b"}
     reconstruction = np.asarray(model.gen_ab(g_const))
     cycle_change = np.mean(np.abs(reconstruction - masks2)) - np.mean(np.abs(reconstruction - masks))
-    expected = model.loss_config.lambda_cycle * cycle_change
+    # The identity term maps S's own colors to its own domain: |F(S_rgb)[:3] - S[:3]|.
+    def identity(m):
+        return np.mean(np.abs(np.asarray(model.gen_ab(m[..., :3]))[..., :3] - m[..., :3]))
+
+    cfg = model.loss_config
+    expected = cfg.lambda_cycle * cycle_change + cfg.lambda_cycle * cfg.lambda_identity * (
+        identity(masks2) - identity(masks)
+    )
     fake = np.asarray(model.gen_ab(boxes))
     direct_change = np.mean(np.abs(fake - masks2)) - np.mean(np.abs(fake - masks))
     # The test is sensitive: a direct term would move the objective by far more than atol.

@@ -27,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nucgen_tf.trainers.train",
         "train one GAN stage (--stage 1|2|3), resuming from its checkpoints",
     ),
+    "segment": (
+        "nucgen_tf.segment.cli",
+        "train a nucleus segmenter (real + synthetic folders) or predict instance labels with it",
+    ),
+    "evaluate": (
+        "nucgen_tf.eval.evaluate",
+        "score predicted label TIFFs against true ones (pixel, instance and object F1, AP)",
+    ),
 }
 
 

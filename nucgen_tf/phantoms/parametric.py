@@ -1,9 +1,10 @@
-"""Parametric nucleus phantoms: ellipsoid label masks and simulated fluorescence images.
+"""Parametric ellipsoid nuclei and simulated fluorescence images (the original phantoms).
 
 These are the "parametric model" nuclei the paper compares against ([3]-[5]): the built-in
-example for `nucgen preview`, baseline masks, and a 3D stand-in while no real 3D training
-set is at hand. One code path for 2D and 3D; with `spacing`, sizes are physical so that an
-anisotropic stack still holds round nuclei.
+example for `nucgen preview` and baseline masks. One code path for 2D and 3D; with
+`spacing`, sizes are physical so that an anisotropic stack still holds round nuclei. The
+BBBC024-like stand-in (deformed, clustered nuclei at two SNRs) builds on these in
+`nucgen_tf.phantoms.nuclei` and `nucgen_tf.phantoms.imaging`.
 """
 
 from __future__ import annotations
@@ -143,6 +144,100 @@ def ellipsoid_labels(
     return lut[labels]
 
 
+def _nucleus_signal(
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    spacing_arr: np.ndarray,
+    signal: tuple[float, float],
+    texture: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unblurred nucleus signal above background, and each voxel's depth inside its nucleus.
+
+    Per-nucleus brightness ~ U(signal), multiplicative texture (Gaussian-filtered noise at a
+    2-unit physical scale, std `texture`), and a radial profile (rim or centre up to +-20%
+    brighter). The random draws (brightness, profile, texture noise, in this order) are the
+    same as `fluorescence_image` has always made, so its outputs for a seed are unchanged.
+
+    Returns:
+        (signal (*spatial) float64, 0 on background; depth (*spatial) float64, physical
+        distance to the nucleus outline, 0 on background and on the outline).
+    """
+    n = int(labels.max(initial=0))
+    foreground = labels > 0
+    brightness = rng.uniform(*signal, size=n + 1)
+    brightness[0] = 0.0
+    profile_strength = rng.uniform(-0.2, 0.2, size=n + 1)
+    noise = ndimage.gaussian_filter(rng.normal(size=labels.shape), sigma=2.0 / spacing_arr)
+    noise /= noise.std() + 1e-12
+    shading = np.clip(1.0 + texture * noise, 0.2, None)
+
+    depth = ndimage.distance_transform_edt(foreground & ~boundary_map(labels), sampling=spacing_arr)
+    if n:
+        deepest = np.zeros(n + 1)
+        deepest[1:] = ndimage.maximum(depth, labels, index=np.arange(1, n + 1))
+        relative = depth / np.maximum(deepest[labels], 1e-6)  # 0 on the outline, 1 at the centre
+    else:
+        relative = np.zeros(labels.shape)
+    profile = 1.0 + profile_strength[labels] * (1.0 - 2.0 * relative)
+    return brightness[labels] * shading * profile, depth
+
+
+def _blur_sigma_pixels(blur_sigma: float | Sequence[float], spacing_arr: np.ndarray) -> np.ndarray:
+    ndim = len(spacing_arr)
+    blur = np.asarray(blur_sigma, np.float64).reshape(-1)
+    if blur.size not in (1, ndim) or np.any(blur < 0):
+        raise ValueError(
+            f"`blur_sigma` must be >= 0, a scalar or {ndim} values. Received: blur_sigma={blur_sigma}"
+        )
+    return np.broadcast_to(blur, (ndim,)) / spacing_arr
+
+
+def form_image(
+    signal: np.ndarray,
+    rng: np.random.Generator,
+    spacing: Sequence[float] | None = None,
+    background: float = 100.0,
+    blur_sigma: float | Sequence[float] = 1.0,
+    gain: float = 1.0,
+    read_noise: float = 8.0,
+    max_value: int = 4095,
+) -> np.ndarray:
+    """Image formation: PSF blur, background, shot and read noise, quantization.
+
+    counts = round(Poisson(gain * (background + G * signal)) / gain + N(0, read_noise^2)),
+    clipped to [0, max_value], where G is a Gaussian PSF with per-axis sigma `blur_sigma`
+    (physical units; pass a larger Z sigma for the elongated axial PSF of a microscope).
+    On background far from nuclei the noise std is therefore
+    sqrt(background / gain + read_noise^2) counts (plus 1/12 from rounding).
+
+    Args:
+        signal: (*spatial) float, the object's signal above background in counts.
+        rng: numpy Generator (Poisson, then Gaussian draws).
+        spacing: physical pixel size per axis.
+        background: background level (counts).
+        blur_sigma: PSF sigma, physical units, scalar or per axis.
+        gain: photo-electrons per count; lower gain = more shot noise.
+        read_noise: Gaussian read noise std (counts).
+        max_value: saturation level (4095 for 12-bit, 65535 for full uint16).
+
+    Returns:
+        (*spatial) uint16 image.
+    """
+    signal = np.asarray(signal, np.float64)
+    spacing_arr = _spacing(spacing, signal.ndim)
+    if gain <= 0:
+        raise ValueError(f"`gain` must be > 0. Received: gain={gain}")
+    if read_noise < 0:
+        raise ValueError(f"`read_noise` must be >= 0. Received: read_noise={read_noise}")
+    if not 0 < max_value <= 65535:
+        raise ValueError(f"`max_value` must be in (0, 65535] for uint16. Received: max_value={max_value}")
+    sigma = _blur_sigma_pixels(blur_sigma, spacing_arr)
+    clean = background + ndimage.gaussian_filter(signal, sigma=sigma)
+    electrons = rng.poisson(np.clip(clean, 0, None) * gain) / gain
+    noisy = electrons + rng.normal(scale=read_noise, size=signal.shape)
+    return np.clip(np.round(noisy), 0, max_value).astype(np.uint16)
+
+
 def fluorescence_image(
     labels: np.ndarray,
     rng: np.random.Generator,
@@ -161,7 +256,7 @@ def fluorescence_image(
     texture (Gaussian-filtered noise, std `texture`); a per-nucleus radial profile (brighter
     rim or brighter centre, up to +-20%); additive background; Gaussian PSF blur; Poisson shot
     noise (in photo-electrons, `gain` e-/count) plus Gaussian read noise; clipped to
-    [0, max_value] (12-bit like BBBC039).
+    [0, max_value] (12-bit like BBBC039). See `form_image` for the noise model.
 
     Args:
         labels: (*spatial) int mask.
@@ -179,42 +274,23 @@ def fluorescence_image(
         (*spatial) uint16 image.
     """
     labels = np.asarray(labels)
-    ndim = labels.ndim
-    spacing_arr = _spacing(spacing, ndim)
+    spacing_arr = _spacing(spacing, labels.ndim)
     if gain <= 0:
         raise ValueError(f"`gain` must be > 0. Received: gain={gain}")
     if not 0 <= signal[0] <= signal[1]:
         raise ValueError(f"`signal` must satisfy 0 <= min <= max. Received: signal={signal}")
-    blur = np.asarray(blur_sigma, np.float64).reshape(-1)
-    if blur.size not in (1, ndim) or np.any(blur < 0):
-        raise ValueError(
-            f"`blur_sigma` must be >= 0, a scalar or {ndim} values. Received: blur_sigma={blur_sigma}"
-        )
-    sigma = np.broadcast_to(blur, (ndim,)) / spacing_arr
-    n = int(labels.max(initial=0))
-    foreground = labels > 0
-
-    brightness = rng.uniform(*signal, size=n + 1)
-    brightness[0] = 0.0
-    profile_strength = rng.uniform(-0.2, 0.2, size=n + 1)
-    noise = ndimage.gaussian_filter(rng.normal(size=labels.shape), sigma=2.0 / spacing_arr)
-    noise /= noise.std() + 1e-12
-    shading = np.clip(1.0 + texture * noise, 0.2, None)
-
-    depth = ndimage.distance_transform_edt(foreground & ~boundary_map(labels), sampling=spacing_arr)
-    if n:
-        deepest = np.zeros(n + 1)
-        deepest[1:] = ndimage.maximum(depth, labels, index=np.arange(1, n + 1))
-        relative = depth / np.maximum(deepest[labels], 1e-6)  # 0 on the outline, 1 at the centre
-    else:
-        relative = np.zeros(labels.shape)
-    profile = 1.0 + profile_strength[labels] * (1.0 - 2.0 * relative)
-
-    nuclei = brightness[labels] * shading * profile
-    clean = background + ndimage.gaussian_filter(nuclei, sigma=sigma)
-    electrons = rng.poisson(np.clip(clean, 0, None) * gain) / gain
-    noisy = electrons + rng.normal(scale=read_noise, size=labels.shape)
-    return np.clip(np.round(noisy), 0, max_value).astype(np.uint16)
+    _blur_sigma_pixels(blur_sigma, spacing_arr)  # validate before drawing anything
+    nuclei, _ = _nucleus_signal(labels, rng, spacing_arr, signal, texture)
+    return form_image(
+        nuclei,
+        rng,
+        spacing_arr,
+        background=background,
+        blur_sigma=blur_sigma,
+        gain=gain,
+        read_noise=read_noise,
+        max_value=max_value,
+    )
 
 
 def example(

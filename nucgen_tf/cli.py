@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "render the paper's representations of a data folder (or a built-in example)",
     ),
     "fetch": ("nucgen_tf.recipes.bbbc039", "download and convert BBBC039 into images/ + masks/ splits"),
+    "phantom3d": (
+        "nucgen_tf.recipes.phantom3d",
+        "write the simulated BBBC024-like 3D set (high/low SNR; a stand-in, not BBBC024)",
+    ),
     "synthesize": (
         "nucgen_tf.synthesize",
         "generate image + instance-mask pairs from three exported generators",

@@ -4,7 +4,8 @@
     nucgen synthesize --models M --n 1000 --out S --num_shards 4 --shard_index 2   # one of 4 workers
     nucgen synthesize --models M --seeds_csv my_seeds.csv --shape 520,696 --out S
 
-`--models` holds stage1/, stage2/ and stage3/ (folders written by `nucgen train`). Sample i
+`--models` holds stage1/, stage2/ and stage3/ (folders written by `nucgen train`); without it
+the generators bundled in `nucgen_tf/pretrained/bbbc039_2d` are used. Sample i
 draws its seed points from SeedSequence([--seed, i]); stage 1 turns them into a box map,
 decoded into boxes; stage 2 turns the colored boxes into a colored mask + boundary, decoded
 into labels; stage 3 turns the final labels, re-rendered, into an image on the training
@@ -237,7 +238,12 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
 def define_flags() -> None:
     """The flags of `nucgen synthesize`; defaults of None/empty come from the models' manifests."""
     d = SynthesisOptions(models="", out="", n=0)
-    flags.DEFINE_string("models", None, "Folder with stage1/, stage2/, stage3/ exported generators.")
+    flags.DEFINE_string(
+        "models",
+        None,
+        "Folder with stage1/, stage2/, stage3/ exported generators "
+        "(default: the bundled BBBC039 generators, nucgen_tf/pretrained/bbbc039_2d).",
+    )
     flags.DEFINE_string("out", None, "Output folder.")
     flags.DEFINE_integer(
         "n", None, "Number of samples (default with --seeds_csv: max sample + 1).", lower_bound=0
@@ -288,10 +294,19 @@ def define_flags() -> None:
 
 def options_from_flags() -> SynthesisOptions:
     f = flags.FLAGS
-    if not f.models or not f.out:
-        raise app.UsageError("--models and --out are required.")
+    if not f.out:
+        raise app.UsageError("--out is required.")
+    models = f.models
+    if not models:
+        from nucgen_tf import pretrained
+
+        try:
+            models = str(pretrained.bundled_models())
+        except FileNotFoundError as err:
+            raise app.UsageError(f"--models is required: {err}") from err
+        logging.info("no --models: using the bundled generators in %s", models)
     return SynthesisOptions(
-        models=f.models,
+        models=models,
         out=f.out,
         n=f.n,
         seed=f.seed,

@@ -37,7 +37,7 @@ def build_generator(
     up-sampling step (transposed convolution with kernel = stride, or nearest up-sampling
     + convolution), instance norm and ReLU, concatenation with the encoder features of the
     same resolution, then a convolution, instance norm and ReLU. The full-resolution layers
-    (first encoder and last decoder level) have no norm. A 1x1 convolution and
+    (first encoder and last decoder level) have no norm and use LeakyReLU(0.2). A 1x1 convolution and
     tanh, both float32 so that mixed precision never rounds the output, map to
     `out_channels`.
 
@@ -103,12 +103,15 @@ def build_generator(
         # No norm at full resolution (level 0), as pix2pix's outermost U-Net block: instance
         # norm there fixes each output channel's mean and spread over the image, so a sparse
         # map could not say how much of it is background (an empty seed map gave flat gray).
+        # Without a norm the units there take LeakyReLU: plain ReLUs on un-normalized features
+        # died in a stage-2 run and left the generator painting black.
         norm = level > 0
+        act = "relu" if norm else "leaky_relu"
         if norm:
             x = L.instance_norm(name=f"{prefix}_up_norm")(x)
-        x = L.activation("relu", name=f"{prefix}_up_act")(x)
+        x = L.activation(act, name=f"{prefix}_up_act")(x)
         x = keras.layers.Concatenate(axis=-1, name=f"{prefix}_skip")([x, skips[level]])
-        x = block(x, filters[level], 1, "relu", prefix, norm=norm)
+        x = block(x, filters[level], 1, act, prefix, norm=norm)
 
     x = L.conv(ndim, out_channels, 1, 1, name="out_conv", dtype="float32")(x)
     outputs = L.activation("tanh", name="out_tanh", dtype="float32")(x)

@@ -179,3 +179,31 @@ def test_resumed_run_draws_new_patches(tmp_path):
     )
     manager.save(checkpoint_number=7)
     assert stages._resumed_data_config(cfg, tmp_path).patch.seed == cfg.patch.seed + 7
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim):
+    generator = gan.build_pix2pix(ndim, 4, 1, TINY_G, TINY_D).generator
+    # Trained-like weights: random, not the initial ones, so a wrong mapping would show.
+    rng = np.random.default_rng(1)
+    generator.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in generator.weights])
+    manifest = {
+        "stage": 3, "ndim": ndim, "input": {"channels": 4}, "output": {"channels": 1},
+        "config": {"generator": dataclasses.asdict(TINY_G)},
+    }
+    saved = export.export_generator(generator, tmp_path / "saved", manifest)
+    compact = export.compact_export(saved, tmp_path / "compact")
+    assert sorted(p.name for p in compact.iterdir()) == [export.MANIFEST, export.WEIGHTS]
+    assert export.read_manifest(compact)["format"] == "weights-float16"
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert size(compact) * 4 < size(saved)
+    shape = (1, 32, 32, 4) if ndim == 2 else (1, 16, 32, 32, 4)
+    x = rng.uniform(-1, 1, shape).astype("float32")
+    serve, _ = export.load_generator(compact)
+    expected = generator(x, training=False).numpy()
+    got = serve(x).numpy()
+    assert got.shape == expected.shape
+    # float16 weights: close to the float32 network, far closer than another network would be.
+    assert np.abs(got - expected).max() < 0.05
+    other = gan.build_pix2pix(ndim, 4, 1, TINY_G, TINY_D).generator(x, training=False).numpy()
+    assert np.abs(other - expected).mean() > 10 * np.abs(got - expected).mean()

@@ -126,6 +126,9 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_float("lambda_identity", loss.lambda_identity, "Identity weight, fraction of lambda_cycle.")
     flags.DEFINE_float("lambda_l1", loss.lambda_l1, "pix2pix L1 weight (stage 3).")
     flags.DEFINE_integer("pool_size", loss.pool_size, "Image history pool per discriminator (0 = off).")
+    flags.DEFINE_float(
+        "instance_noise", loss.instance_noise, "Std of Gaussian noise on discriminator inputs (0 = off)."
+    )
     flags.DEFINE_float("seed_density", SeedConfig.density, "Stage 1: seeds per 10,000 pixels/voxels.")
     flags.DEFINE_list("seed_kinds", list(SeedConfig.kinds), "Stage 1: seed arrangements to draw from.")
     flags.DEFINE_float("cluster_radius", SeedConfig.cluster_radius, "Stage 1: sigma of clustered seeds (px).")
@@ -189,6 +192,7 @@ def stage_config_from_flags():
             lambda_identity=f.lambda_identity,
             lambda_l1=f.lambda_l1,
             pool_size=f.pool_size,
+            instance_noise=f.instance_noise,
         ),
         max_files=f.max_files,
         spacing=tuple(float(v) for v in f.spacing),

@@ -146,6 +146,9 @@ class GanLossConfig:
             pool. Pix2Pix, like the reference, uses no pool.
         pool_seed: seed of the pools' random generators (deterministic resume); None draws a
             non-deterministic seed.
+        instance_noise: std of Gaussian noise added to every discriminator input while
+            training (Sonderby et al. 2016). Stage-2 masks are exactly +-1 per channel, which a
+            discriminator tells from any tanh output at once; the noise hides that shortcut.
     """
 
     adversarial: str = "mae"
@@ -154,6 +157,7 @@ class GanLossConfig:
     lambda_l1: float = 100.0
     pool_size: int = 50
     pool_seed: int | None = 0
+    instance_noise: float = 0.0
 
     def __post_init__(self):
         if self.adversarial not in ADVERSARIAL_KINDS:
@@ -164,3 +168,4 @@ class GanLossConfig:
         for name in ("lambda_cycle", "lambda_identity", "lambda_l1"):
             _at_least(name, getattr(self, name), 0)
         _at_least("pool_size", self.pool_size, 0)
+        _at_least("instance_noise", self.instance_noise, 0)

@@ -264,6 +264,13 @@ class _GanBase(keras.Model):
             )
         self.build([tuple(x.shape) for x in batch])
 
+    def _discriminate(self, net: keras.Model, x: tf.Tensor, training: bool) -> tf.Tensor:
+        """`net(x)`, with `loss_config.instance_noise` added to `x` while training."""
+        sigma = self.loss_config.instance_noise
+        if training and sigma > 0:
+            x = x + tf.random.normal(tf.shape(x), stddev=sigma, dtype=x.dtype)
+        return net(x, training=training)
+
     def generator_losses(self, data: Any, training: bool = False) -> dict[str, tf.Tensor]:
         """Generator terms of one batch and their weighted sum "g_loss" (no update)."""
         terms, _ = self._generator_terms(self._unpack(data), training)
@@ -332,8 +339,10 @@ class CycleGAN(_GanBase):
     2's RGB ellipses and RGB + boundary masks) the identity terms use the leading channels
     both share, the input padded with -1 or cut to the generator's channels: this keeps the
     palette colors, which the cycle alone lets a generator trade for a hidden code.
-    Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b) + lambda_cycle * lambda_identity * (identity_a + identity_b). Discriminator terms
-    `d_a`, `d_b` = 0.5 * (crit(D(real), real) + crit(D(pooled fake), fake)).
+    Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b) + lambda_cycle *
+    lambda_identity * (identity_a + identity_b). Discriminator terms `d_a`, `d_b` = 0.5 *
+    (crit(D(real), real) + crit(D(pooled fake), fake)); with `instance_noise` every
+    discriminator input gets Gaussian noise while training.
 
     Args:
         gen_ab: generator A -> B, (B, *spatial, C_A) -> (B, *spatial, C_B).
@@ -443,8 +452,12 @@ class CycleGAN(_GanBase):
         fake_a = self.gen_ba(real_b, training=training)
         kind = self.loss_config.adversarial
         terms = {
-            "g_adv_ab": losses.generator_adversarial_loss(self.disc_b(fake_b, training=training), kind),
-            "g_adv_ba": losses.generator_adversarial_loss(self.disc_a(fake_a, training=training), kind),
+            "g_adv_ab": losses.generator_adversarial_loss(
+                self._discriminate(self.disc_b, fake_b, training), kind
+            ),
+            "g_adv_ba": losses.generator_adversarial_loss(
+                self._discriminate(self.disc_a, fake_a, training), kind
+            ),
             "cycle_a": losses.cycle_loss(real_a, self.gen_ba(fake_b, training=training)),
             "cycle_b": losses.cycle_loss(real_b, self.gen_ab(fake_a, training=training)),
         }
@@ -473,10 +486,14 @@ class CycleGAN(_GanBase):
         kind = self.loss_config.adversarial
         return {
             "d_a": losses.discriminator_adversarial_loss(
-                self.disc_a(real_a, training=training), self.disc_a(fake_a, training=training), kind
+                self._discriminate(self.disc_a, real_a, training),
+                self._discriminate(self.disc_a, fake_a, training),
+                kind,
             ),
             "d_b": losses.discriminator_adversarial_loss(
-                self.disc_b(real_b, training=training), self.disc_b(fake_b, training=training), kind
+                self._discriminate(self.disc_b, real_b, training),
+                self._discriminate(self.disc_b, fake_b, training),
+                kind,
             ),
         }
 

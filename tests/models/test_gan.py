@@ -419,3 +419,15 @@ def test_linear_decay():
 def test_linear_decay_rejects_bad_steps():
     with pytest.raises(ValueError, match="total_steps=10"):
         LinearDecay(1e-3, hold_steps=10, total_steps=10)
+
+
+def test_instance_noise_only_while_training():
+    cfg = GanLossConfig(pool_size=0, instance_noise=0.3)
+    model = build_cyclegan(2, 1, 1, GEN, DISC, cfg)
+    data = (_batch((1, 32, 32, 1), 0), _batch((1, 32, 32, 1), 1))
+    quiet = [float(model.generator_losses(data, training=False)["g_adv_ab"]) for _ in range(2)]
+    noisy = [float(model.generator_losses(data, training=True)["g_adv_ab"]) for _ in range(2)]
+    assert quiet[0] == quiet[1]
+    assert noisy[0] != noisy[1] and noisy[0] != quiet[0]
+    with pytest.raises(ValueError, match="instance_noise"):
+        GanLossConfig(instance_noise=-0.1)

@@ -126,6 +126,9 @@ class PatchConfig:
         batch_size: patches per batch.
         flips: random flips along every spatial axis.
         rot90: random 90-degree rotations in the YX plane (needs a square YX patch).
+        permute_colors: draw the palette colors anew for every training patch (a random
+            permutation of the coloring's color classes), so that the stage-2/3 networks
+            see every palette color, as synthesis uses them, not one coloring per image.
         shuffle_buffer: files shuffled per epoch (0 = all).
         seed: makes the pipeline deterministic.
     """
@@ -134,6 +137,7 @@ class PatchConfig:
     batch_size: int = 1
     flips: bool = True
     rot90: bool = True
+    permute_colors: bool = True
     shuffle_buffer: int = 0
     seed: int = 0
 

@@ -92,6 +92,22 @@ def render_patch(
     return out
 
 
+def permute_palette(lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`lut` with its color classes mapped to a random choice of palette colors.
+
+    Touching nuclei keep distinct colors (a permutation of classes), and a coloring that fits
+    the primary colors stays within them, as `geometry.assign_colors` draws them.
+    """
+    lut = np.asarray(lut)
+    used = np.unique(lut[lut >= 0])
+    if used.size == 0:
+        return lut
+    pool = geometry.N_PRIMARY if used.max() < geometry.N_PRIMARY else len(geometry.PALETTE)
+    mapping = np.full(len(geometry.PALETTE), -1, np.int64)
+    mapping[used] = rng.permutation(pool)[: used.size]
+    return np.where(lut >= 0, mapping[np.maximum(lut, 0)], -1).astype(lut.dtype)
+
+
 def _check_outputs(outputs: Sequence[str] | None) -> tuple[str, ...]:
     outputs = REPRESENTATIONS if outputs is None else tuple(outputs)
     unknown = set(outputs) - set(CHANNELS)
@@ -163,7 +179,9 @@ def _patch_fn(
         s = samples[int(index)]
         return s.image, s.labels, s.lut, np.asarray(s.norm_range, np.float32)
 
-    def render_np(labels, lut):
+    def render_np(labels, lut, seed):
+        if augmenting and patch.permute_colors:
+            lut = permute_palette(lut, np.random.default_rng(seed))
         rendered = render_patch(labels, lut, render, outputs)
         return tuple(rendered[name] for name in outputs)
 
@@ -180,8 +198,11 @@ def _patch_fn(
             cropped = augment.random_flip_rot(cropped, ndim, aug_seed, flips=patch.flips, rot90=patch.rot90)
         out = {"image": cropped["image"][..., None], "labels": cropped["labels"]}
         if outputs:
+            color_seed = tf.random.stateless_uniform(
+                [2], aug_seed, minval=0, maxval=2**31 - 1, dtype=tf.int64
+            )
             maps = tf.numpy_function(
-                render_np, [cropped["labels"], lut], [tf.float32] * len(outputs), stateful=False
+                render_np, [cropped["labels"], lut, color_seed], [tf.float32] * len(outputs), stateful=False
             )
             for name, stored in zip(outputs, maps):
                 stored = tf.ensure_shape(stored, patch_shape + (CHANNELS[name],))

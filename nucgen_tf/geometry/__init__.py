@@ -14,6 +14,7 @@ from nucgen_tf.geometry.boxes import (
     render_box_map,
 )
 from nucgen_tf.geometry.colors import (
+    N_PRIMARY,
     PALETTE,
     assign_colors,
     boundary_map,
@@ -36,6 +37,7 @@ from nucgen_tf.geometry.seeds import (
 )
 
 __all__ = [
+    "N_PRIMARY",
     "PALETTE",
     "SEED_KINDS",
     "Boxes",

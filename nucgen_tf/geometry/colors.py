@@ -26,7 +26,7 @@ from skimage import measure
 from nucgen_tf.geometry.boxes import Boxes, _ellipse_windows, _validate_shape, boxes_from_labels
 
 _MIN_SEMI_AXIS = 0.5
-_N_PRIMARY = 7
+N_PRIMARY = 7
 
 
 def _make_palette() -> np.ndarray:
@@ -267,7 +267,7 @@ def assign_colors(
         )
     mapping = np.arange(max(used, 1))
     if rng is not None and used:
-        pool = min(_N_PRIMARY, n_colors) if used <= _N_PRIMARY else n_colors
+        pool = min(N_PRIMARY, n_colors) if used <= N_PRIMARY else n_colors
         mapping = rng.permutation(pool)[:used]
     return {int(node): int(mapping[c]) for node, c in coloring.items()}
 

@@ -118,7 +118,7 @@ def test_patch_dataset_spec_and_ranges(samples_by_ndim, ndim):
 def test_patch_dataset_alignment(samples_by_ndim, ndim):
     samples = samples_by_ndim[ndim]
     palette = 2 * _palette() - 1
-    ds = pipelines.patch_dataset(samples, _patch(ndim), RENDER, NORM)
+    ds = pipelines.patch_dataset(samples, _patch(ndim, permute_colors=False), RENDER, NORM)
     checked = 0
     for batch in _take(ds, 3):
         for i in range(2):
@@ -303,3 +303,44 @@ def test_unpaired_zips_two_domains():
     b = tf.data.Dataset.range(10, 20)
     pairs = list(itertools.islice(pipelines.unpaired(a, b).as_numpy_iterator(), 5))
     assert pairs == [(0, 10), (1, 11), (2, 12)]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_permuted_colors_are_a_consistent_relabelling_of_the_classes(samples_by_ndim, ndim):
+    samples = samples_by_ndim[ndim]
+    palette = 2 * _palette() - 1
+    ds = pipelines.patch_dataset(samples, _patch(ndim), RENDER, NORM, outputs=("mask", "ellipses"))
+    seen, changed = set(), 0
+    for batch in _take(ds, 4):
+        for i in range(2):
+            labels, mask = batch["labels"][i], batch["mask"][i]
+            if not (labels > 0).any():
+                continue
+            lut = _lut_for(samples, batch["norm_range"][i])
+            colors = {}
+            for label in np.unique(labels[labels > 0]):
+                rgb = np.unique(mask[labels == label][:, :3], axis=0)
+                assert len(rgb) == 1  # one palette color per nucleus
+                index = int(np.argmin(np.abs(palette - rgb[0]).sum(axis=1)))
+                np.testing.assert_allclose(palette[index], rgb[0])
+                colors[int(label)] = index
+            # Same class -> same color, different classes -> different colors.
+            by_class = {}
+            for label, index in colors.items():
+                by_class.setdefault(int(lut[label]), set()).add(index)
+            assert all(len(v) == 1 for v in by_class.values())
+            assert len({next(iter(v)) for v in by_class.values()}) == len(by_class)
+            changed += any(lut[label] != index for label, index in colors.items())
+            seen |= set(colors.values())
+    assert changed > 0 and len(seen) > 2
+
+
+def test_permute_palette_keeps_primary_colorings_primary():
+    rng = np.random.default_rng(0)
+    lut = np.array([-1, 0, 1, 0, 2, -1], np.int32)
+    for _ in range(20):
+        out = pipelines.permute_palette(lut, rng)
+        assert out[0] == -1 and out[5] == -1 and out[1] == out[3]
+        assert len({out[1], out[2], out[4]}) == 3 and max(out) < geometry.N_PRIMARY
+    wide = np.array([-1, *range(9)], np.int32)
+    assert len(set(pipelines.permute_palette(wide, rng)[1:])) == 9

@@ -1,0 +1,57 @@
+"""Turn three exported generators into a compact bundle inside the package.
+
+    python -m nucgen_tf.pretrained.bundle --models runs/bbbc039_cpu/models --name bbbc039_2d
+
+Each stage's SavedModel becomes float16 weights + its manifest (`export.compact_export`);
+the bundle's `bundle.json` records where they came from and their sizes.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from absl import app, flags, logging
+
+from nucgen_tf import io
+from nucgen_tf.synthesis.models import STAGE_DIRS, content_hash
+
+
+def bundle(models_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
+    """Compact-export `models_dir/stage{1,2,3}` to `out_dir/stage{1,2,3}`; returns the record."""
+    from nucgen_tf.trainers import export
+
+    models_dir, out_dir = pathlib.Path(models_dir), pathlib.Path(out_dir)
+    record = {"source": str(models_dir.resolve()), "stages": {}}
+    for name in STAGE_DIRS:
+        target = export.compact_export(models_dir / name, out_dir / name)
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        manifest = export.read_manifest(target)
+        record["stages"][name] = {
+            "source_sha256": content_hash(models_dir / name),
+            "step": manifest.get("step"),
+            "bytes": size,
+        }
+        logging.info("%s: %.2f MiB", target, size / 2**20)
+    record["bytes"] = sum(s["bytes"] for s in record["stages"].values())
+    io.write_json(out_dir / "bundle.json", record)
+    return record
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("models", None, "Folder with stage1/, stage2/, stage3/ SavedModels.")
+    flags.DEFINE_string("name", "bbbc039_2d", "Bundle name (folder under nucgen_tf/pretrained/).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS.models:
+        raise app.UsageError("--models is required.")
+    out = pathlib.Path(__file__).parent / flags.FLAGS.name
+    record = bundle(flags.FLAGS.models, out)
+    logging.info("bundle %s: %.2f MiB in all", out, record["bytes"] / 2**20)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

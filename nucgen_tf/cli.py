@@ -119,6 +119,9 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_integer("filters", g.base_filters, "Generator base filters.")
     flags.DEFINE_integer("depth", g.depth, "Generator down-sampling levels.")
     flags.DEFINE_enum("upsampling", g.upsampling, ["transpose", "nearest"], "Generator up-sampling.")
+    flags.DEFINE_bool(
+        "full_resolution_norm", g.full_resolution_norm, "Instance norm in the full-resolution decoder level."
+    )
     flags.DEFINE_integer("d_filters", d.base_filters, "Discriminator base filters.")
     flags.DEFINE_integer("d_layers", d.n_layers, "Discriminator stride-2 layers.")
     flags.DEFINE_enum("adversarial", loss.adversarial, ["mae", "lsgan", "bce"], "Adversarial criterion.")
@@ -180,7 +183,11 @@ def stage_config_from_flags():
             seed=f.seed,
         ),
         generator=dataclasses.replace(
-            GeneratorConfig(), base_filters=f.filters, depth=f.depth, upsampling=f.upsampling
+            GeneratorConfig(),
+            base_filters=f.filters,
+            depth=f.depth,
+            upsampling=f.upsampling,
+            full_resolution_norm=f.full_resolution_norm,
         ),
         discriminator=dataclasses.replace(
             DiscriminatorConfig(), base_filters=f.d_filters, n_layers=f.d_layers

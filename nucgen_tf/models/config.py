@@ -69,6 +69,10 @@ class GeneratorConfig:
         strides: `()` for isotropic stride 2, or one entry per level, each an int or a
             per-axis tuple such as `(1, 2, 2)` so an anisotropic Z axis is not over-reduced
             (see `nucgen_tf.models.layers.level_strides`).
+        full_resolution_norm: instance norm (and ReLU) also in the last, full-resolution
+            decoder level. Off by default: it makes an empty or sparse input come out flat
+            gray (stage 1). On for stage 2, whose generators otherwise settled on painting
+            the all-background median of the L1 terms in every short CPU run we made.
     """
 
     base_filters: int = 16
@@ -77,6 +81,7 @@ class GeneratorConfig:
     kernel_size: int = 3
     upsampling: str = "transpose"
     strides: tuple = ()
+    full_resolution_norm: bool = False
 
     def __post_init__(self):
         _at_least("base_filters", self.base_filters, 1)
@@ -113,6 +118,7 @@ class DiscriminatorConfig:
     max_filters: int = 128
     kernel_size: int = 4
     strides: tuple = ()
+    full_resolution_norm: bool = False
 
     def __post_init__(self):
         _at_least("base_filters", self.base_filters, 1)

@@ -27,6 +27,7 @@ def build_generator(
     kernel_size: int = 3,
     upsampling: str = "transpose",
     strides: Sequence[L.Stride] | None = None,
+    full_resolution_norm: bool = False,
     name: str = "generator",
 ) -> keras.Model:
     """Build a functional U-Net generator of built-in layers (loads in safe mode).
@@ -37,7 +38,8 @@ def build_generator(
     up-sampling step (transposed convolution with kernel = stride, or nearest up-sampling
     + convolution), instance norm and ReLU, concatenation with the encoder features of the
     same resolution, then a convolution, instance norm and ReLU. The full-resolution layers
-    (first encoder and last decoder level) have no norm and use LeakyReLU(0.2). A 1x1 convolution and
+    (first encoder and last decoder level) have no norm and use LeakyReLU(0.2), unless
+    `full_resolution_norm` keeps the decoder's. A 1x1 convolution and
     tanh, both float32 so that mixed precision never rounds the output, map to
     `out_channels`.
 
@@ -51,6 +53,7 @@ def build_generator(
         kernel_size: kernel size of the 3x3(x3)-style convolutions.
         upsampling: "transpose" or "nearest".
         strides: None (isotropic 2) or one stride (int or per-axis tuple) per level.
+        full_resolution_norm: keep instance norm + ReLU in the full-resolution decoder level.
         name: model name.
 
     Returns:
@@ -105,7 +108,7 @@ def build_generator(
         # map could not say how much of it is background (an empty seed map gave flat gray).
         # Without a norm the units there take LeakyReLU: plain ReLUs on un-normalized features
         # died in a stage-2 run and left the generator painting black.
-        norm = level > 0
+        norm = level > 0 or full_resolution_norm
         act = "relu" if norm else "leaky_relu"
         if norm:
             x = L.instance_norm(name=f"{prefix}_up_norm")(x)
@@ -132,5 +135,6 @@ def generator_from_config(
         kernel_size=config.kernel_size,
         upsampling=config.upsampling,
         strides=config.strides or None,
+        full_resolution_norm=config.full_resolution_norm,
         name=name,
     )

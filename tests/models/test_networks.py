@@ -117,3 +117,18 @@ def test_configs_round_trip_through_json_dicts():
 def test_configs_reject_bad_values(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+@pytest.mark.parametrize("full_resolution_norm", [False, True])
+def test_full_resolution_decoder_norm_is_optional(full_resolution_norm):
+    generator = generator_from_config(
+        GeneratorConfig(base_filters=4, depth=2, full_resolution_norm=full_resolution_norm), 2, 1, 1
+    )
+    names = {layer.name for layer in generator.layers}
+    assert ("dec0_norm" in names) == full_resolution_norm
+    assert "dec1_norm" in names  # deeper levels always normalize
+    # Without the norm a constant input need not give a constant-per-channel feature map of
+    # zeros: outputs for two different constant inputs differ.
+    a = generator(np.full((1, 16, 16, 1), -1.0, np.float32)).numpy()
+    b = generator(np.full((1, 16, 16, 1), 0.5, np.float32)).numpy()
+    assert full_resolution_norm or np.abs(a - b).max() > 1e-4

@@ -25,15 +25,21 @@ CHANNELS = {1: (1, 1), 2: (3, 4), 3: (4, 1)}
 _MANIFEST = "nucgen_manifest.json"  # trainers.export.MANIFEST, without importing TensorFlow
 
 
+_COMPACT_WEIGHTS = "weights.npz"  # trainers.export.WEIGHTS
+
+
 def content_hash(directory: str | pathlib.Path) -> str:
-    """sha256 of a SavedModel's graph (`saved_model.pb`) and weight index (`variables.index`).
+    """sha256 of a SavedModel's graph (`saved_model.pb`) and weight index (`variables.index`),
+    or of a compact export's `weights.npz` and manifest.
 
     The index stores a checksum of every variable's bytes, so the hash changes with any
     weight while reading only two small files.
     """
     directory = pathlib.Path(directory)
     digest = hashlib.sha256()
-    for part in ("saved_model.pb", "variables/variables.index"):
+    compact = (directory / _COMPACT_WEIGHTS).is_file()
+    parts = (_COMPACT_WEIGHTS, _MANIFEST) if compact else ("saved_model.pb", "variables/variables.index")
+    for part in parts:
         path = directory / part
         if not path.is_file():
             raise DataError(path, f"missing; {directory} is not a complete SavedModel export")

@@ -106,6 +106,7 @@ def compact_export(
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
+        directory.chmod(0o755)  # mkdtemp made it private; a bundle is package data
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

@@ -41,6 +41,14 @@ from nucgen_tf.phantoms.parametric import (
     form_image,
     random_rotations,
 )
+from nucgen_tf.phantoms.polygons import (
+    PolygonConfig,
+    StarShape,
+    equivalent_radii,
+    fit_polygon_config,
+    polygon_labels,
+    random_star_shape,
+)
 
 __all__ = [
     "CLUSTERING_LEVELS",
@@ -55,17 +63,23 @@ __all__ = [
     "DeformedEllipsoid",
     "ImagingSetting",
     "PhantomConfig",
+    "PolygonConfig",
+    "StarShape",
     "TextureConfig",
     "chromatin_density",
     "default_config",
     "ellipsoid_labels",
+    "equivalent_radii",
     "example",
+    "fit_polygon_config",
     "fluorescence_image",
     "form_image",
     "measure_snr",
     "phantom_volume",
     "place_nuclei",
+    "polygon_labels",
     "random_rotations",
+    "random_star_shape",
     "reference_directions",
     "render_image",
     "touching_fraction",

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nucgen_tf.segment.cli",
         "train a nucleus segmenter (real + synthetic folders) or predict instance labels with it",
     ),
+    "experiment": (
+        "nucgen_tf.experiments.augmentation",
+        "the paper's Table I: train segmenters on real data alone and with each kind of synthetic data",
+    ),
     "evaluate": (
         "nucgen_tf.eval.evaluate",
         "score predicted label TIFFs against true ones (pixel, instance and object F1, AP)",

@@ -1,0 +1,415 @@
+"""The two baselines of Table I: "p + CycleGAN" (Mahmood et al. 2019) and "r + p2p" (Bailo et al. 2019).
+
+p + CycleGAN: parametric masks (random star-convex polygons, `nucgen_tf.phantoms.polygons`,
+sizes and counts fitted to the real training masks) rendered as the 4-channel colored mask
++ boundary, and real images, are two UNPAIRED domains of a CycleGAN (`models.gan.CycleGAN`,
+the same networks and losses as our stage 1). Its mask -> image generator then paints
+images on new parametric masks. Nothing ties a painted nucleus to its mask but the cycle
+loss, which is the weakness the paper points out (Sec. II-C, Fig. 4).
+
+r + p2p: real training masks under geometric transforms (random crop to the canvas, flips,
+90-degree rotations, elastic deformation) go through the pix2pix mask -> image generator
+(our stage 3, trained on the real pairs), giving new aligned pairs whose nucleus shapes and
+arrangements are those of the real masks.
+
+Both write the layout every other tool reads (`images/<name>.tif` uint16 on the training
+data's intensity scale + `masks/<name>.tif`), one file pair per sample, atomically, so a
+rerun skips finished samples. Sample i draws from numpy SeedSequence([seed, i, stream]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+from scipy import ndimage
+from skimage.segmentation import relabel_sequential
+
+from nucgen_tf import geometry, io, viz
+from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, from_dict, to_dict
+from nucgen_tf.data import normalize as nz
+from nucgen_tf.data import sources
+from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
+from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, polygon_labels
+from nucgen_tf.trainers.config import TrainConfig
+
+PathLike = str | pathlib.Path
+
+# Streams mixed into per-sample seeds, so that the baselines never share random numbers.
+_POLYGON_TRAIN_STREAM = 0x9017
+_POLYGON_SAMPLE_STREAM = 0x9018
+_RP2P_STREAM = 0x2992
+# Samples that get a preview PNG (image + contours | mask), for a look at what was trained on.
+_PREVIEWS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PolygonCycleGanConfig:
+    """The p + CycleGAN generator's training run.
+
+    Attributes:
+        data: real training folder (images/ + masks/): its images are domain B, its masks
+            fix the parametric masks' size and count distribution.
+        patch: patch shape, batch size and seed of both domains.
+        render: colored-mask settings (color margin, boundary width).
+        norm: image normalization.
+        train: steps, learning rate, checkpoints, precision.
+        generator, discriminator, loss: the CycleGAN (as in stage 1).
+        min_gap: background pixels between parametric nuclei.
+    """
+
+    data: str
+    patch: PatchConfig = PatchConfig()
+    render: RenderConfig = RenderConfig()
+    norm: NormConfig = NormConfig()
+    train: TrainConfig = TrainConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    loss: GanLossConfig = GanLossConfig()
+    min_gap: int = 1
+
+    @property
+    def ndim(self) -> int:
+        return self.patch.ndim
+
+
+def real_labels(data: PathLike) -> list[np.ndarray]:
+    """Every label mask of a data folder, in name order."""
+    return [io.read_labels(p.mask_path) for p in io.list_pairs(data)]
+
+
+def fitted_polygons(data: PathLike, shape: Sequence[int], min_gap: int = 1) -> PolygonConfig:
+    """Parametric mask settings fitted to the real masks of `data`, on a canvas of `shape`."""
+    return fit_polygon_config(real_labels(data), shape, min_gap=min_gap)
+
+
+def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """(*spatial, 4) float32 colored mask + boundary in the stored range [0, 1]."""
+    lut = sources.color_lut(labels, render.color_margin, rng)
+    return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
+
+
+def _intensity_stats(data: PathLike, ndim: int, norm: NormConfig, workdir: pathlib.Path) -> nz.IntensityStats:
+    path = workdir / "intensity_stats.json"
+    if path.exists():
+        return nz.IntensityStats.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    stats = nz.dataset_intensity_stats((io.read_image(p.image_path, ndim) for p in io.list_pairs(data)), norm)
+    io.write_json(path, stats.to_dict())
+    return stats
+
+
+def polygon_mask_dataset(polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig):
+    """Endless batches (B, *P, 4) of colored parametric masks in [-1, 1] (the CycleGAN's domain A).
+
+    Element i draws its mask and coloring from SeedSequence([patch.seed, i, stream]).
+    """
+    import tensorflow as tf
+
+    if tuple(polygons.shape) != tuple(patch.patch_shape):
+        raise ValueError(
+            f"The parametric canvas must be the patch. Received: polygons.shape={polygons.shape}, "
+            f"patch_shape={patch.patch_shape}"
+        )
+    shape = tuple(patch.patch_shape)
+
+    def draw(index):
+        rng = np.random.default_rng([patch.seed % 2**63, int(index), _POLYGON_TRAIN_STREAM])
+        return colored_mask(polygon_labels(polygons, rng), render, rng)
+
+    def draw_tf(index):
+        stored = tf.numpy_function(draw, [index], tf.float32, stateful=False)
+        return 2.0 * tf.ensure_shape(stored, shape + (4,)) - 1.0
+
+    ds = tf.data.Dataset.counter().map(draw_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(patch.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _panels(model, batch):
+    masks, images = (t[:4] for t in batch)
+    fake_images = model.gen_ab(masks, training=False)
+    fake_masks = model.gen_ba(images, training=False)
+    titles = ["parametric mask", "G(mask)", "real image", "F(image)"]
+    rows = [[masks[i], fake_images[i], images[i], fake_masks[i]] for i in range(len(masks))]
+    return [("p_cyclegan", rows, titles)]
+
+
+def train_polygon_cyclegan(
+    cfg: PolygonCycleGanConfig, workdir: PathLike, export_dir: PathLike
+) -> pathlib.Path:
+    """Trains (or resumes) the unpaired parametric-mask <-> image CycleGAN and exports mask -> image.
+
+    Same loop, checkpoints, TensorBoard scalars and panels as the three stages
+    (`trainers.loop.train_loop`); `config.json`, `polygons.json` and `intensity_stats.json`
+    go to `workdir`.
+
+    Returns:
+        The exported SavedModel folder; its manifest has "stage": "p+CycleGAN", the
+        intensity statistics and the polygon settings.
+    """
+    import keras
+    import tensorflow as tf
+
+    from nucgen_tf.data import pipelines
+    from nucgen_tf.models import gan
+    from nucgen_tf.models.schedules import LinearDecay
+    from nucgen_tf.trainers import export, loop, runtime
+    from nucgen_tf.trainers.config import downsampling_factor
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    io.write_json(workdir / "config.json", to_dict(cfg))
+    keras.utils.set_random_seed(cfg.train.seed)
+    runtime.set_precision(cfg.train.precision)
+    strategy = runtime.make_strategy(cfg.train.strategy)
+    ndim = cfg.ndim
+    stats = _intensity_stats(cfg.data, ndim, cfg.norm, workdir)
+    polygons = fitted_polygons(cfg.data, cfg.patch.patch_shape, cfg.min_gap)
+    io.write_json(workdir / "polygons.json", to_dict(polygons))
+    logging.info("p+CycleGAN parametric masks: %s", polygons)
+
+    patch = cfg.patch
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    if latest is not None:  # a resumed run draws new patches, as the stage trainers do
+        patch = dataclasses.replace(patch, seed=patch.seed + int(latest.rsplit("-", 1)[1]))
+    masks = polygon_mask_dataset(polygons, patch, cfg.render)
+    images = pipelines.patch_dataset(
+        cfg.data, patch, cfg.render, cfg.norm, training=True, stats=stats, outputs=()
+    ).map(lambda d: d["image"])
+    dataset = pipelines.unpaired(masks, images)
+    batches = iter(dataset)
+    first = next(batches)
+    panel_batch = tuple(tf.concat([a, b], axis=0) for a, b in zip(first, next(batches)))
+
+    def optimizer(name):
+        t = cfg.train
+        schedule = LinearDecay(t.lr, hold_steps=int(t.steps * t.decay_from), total_steps=t.steps)
+        return keras.optimizers.Adam(schedule, beta_1=t.beta_1, name=name)
+
+    with strategy.scope():
+        model = gan.build_cyclegan(ndim, 4, 1, cfg.generator, cfg.discriminator, cfg.loss, name="p_cyclegan")
+        model.build([tuple(t.shape) for t in first])
+        model.compile(optimizer("g_adam"), optimizer("d_adam"))
+    step = loop.train_loop(model, dataset, cfg.train, workdir, strategy, _panels, panel_batch, ndim)
+    divisor = [downsampling_factor(cfg.generator, ndim, axis) for axis in range(ndim)]
+    manifest = {
+        "stage": "p+CycleGAN",
+        "ndim": ndim,
+        "input": {"name": "mask", "channels": 4, "layout": "4 channels: palette RGB + boundary, [-1, 1]"},
+        "output": {"name": "image", "channels": 1, "layout": "1 channel: normalized intensity, [-1, 1]"},
+        "divisor": divisor,
+        "patch_shape": list(cfg.patch.patch_shape),
+        "step": step,
+        "intensity_stats": stats.to_dict(),
+        "polygons": to_dict(polygons),
+        "config": to_dict(cfg),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    target = export.export_generator(model.gen_ab, export_dir, manifest)
+    logging.info("exported the p+CycleGAN mask -> image generator (step %d) to %s", step, target)
+    return target
+
+
+# ----- generation ------------------------------------------------------------------------------
+
+
+class _ImageGenerator:
+    """An exported mask -> image generator and how to put its output on the intensity scale."""
+
+    def __init__(self, directory: PathLike):
+        from nucgen_tf.trainers.export import load_generator
+
+        self.directory = pathlib.Path(directory)
+        if not (self.directory / "nucgen_manifest.json").is_file():
+            raise io.DataError(self.directory, "no nucgen_manifest.json: not an exported generator")
+        self.generator, self.manifest = load_generator(self.directory)
+        channels = (
+            self.manifest.get("input", {}).get("channels"),
+            self.manifest.get("output", {}).get("channels"),
+        )
+        if channels != (4, 1):
+            raise io.DataError(
+                self.directory,
+                f"must map a 4-channel colored mask to 1 image channel; its manifest says {channels}",
+            )
+        try:
+            self.stats = nz.IntensityStats.from_dict(self.manifest["intensity_stats"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise io.DataError(self.directory, f"manifest lacks valid `intensity_stats` ({err})") from err
+        config = self.manifest.get("config", {})
+        self.norm = from_dict(NormConfig, config.get("norm", {}))
+        self.render = from_dict(RenderConfig, config.get("render", {}))
+        self.divisor = tuple(int(d) for d in self.manifest["divisor"])
+
+    def image(self, stored_mask: np.ndarray) -> np.ndarray:
+        """(*spatial, 4) stored-range mask -> (*spatial) image of the training data's dtype and scale.
+
+        The scale is the one synthesis uses (`synthesis.pipeline.image_scale`): network -1 and
+        +1 map to the data set's typical low percentile and (span-floored) high percentile.
+        """
+        from nucgen_tf.synthesis.tiling import run_tiled
+
+        x = (2.0 * np.asarray(stored_mask, np.float32) - 1.0)[None]
+        y = run_tiled(self.generator, x, self.divisor, tile=1024, overlap=64)[0, ..., 0]
+        lo = float(self.stats.low)
+        hi = max(float(self.stats.high), lo + self.norm.min_span_fraction * float(self.stats.span))
+        return nz.denormalize(y, lo, hi, dtype=self.stats.dtype, max_value=self.stats.max_value)
+
+
+def _write_pair(out: pathlib.Path, name: str, image: np.ndarray, labels: np.ndarray, preview: bool) -> None:
+    io.write_labels(out / "masks" / f"{name}.tif", labels)
+    if preview:
+        shown = viz.overlay_contours(viz.display_range(image), labels)
+        io.write_png(out / "previews" / f"{name}.png", viz.panel_grid([shown], labels.ndim))
+    # The image goes last: a pair counts as done when its image exists (see `_done`).
+    io.write_tiff(out / "images" / f"{name}.tif", image)
+
+
+def _done(out: pathlib.Path, name: str) -> bool:
+    return (out / "images" / f"{name}.tif").is_file() and (out / "masks" / f"{name}.tif").is_file()
+
+
+def _sample_name(index: int) -> str:
+    from nucgen_tf.synthesis.writers import sample_name
+
+    return sample_name(index)
+
+
+def generate_polygon_cyclegan(
+    model_dir: PathLike,
+    out: PathLike,
+    n: int,
+    shape: Sequence[int],
+    seed: int = 0,
+    data: PathLike | None = None,
+) -> pathlib.Path:
+    """Writes `n` (image, mask) pairs: new parametric masks painted by the p+CycleGAN generator.
+
+    Args:
+        model_dir: the export of `train_polygon_cyclegan`.
+        out: output folder (images/, masks/, previews/).
+        n: samples.
+        shape: canvas shape (a multiple of the generator's divisor).
+        seed: base seed.
+        data: real folder to fit the parametric masks to; default the settings saved in the
+            manifest (fitted to the training data), moved to `shape`.
+
+    Returns:
+        `out`.
+    """
+    out = pathlib.Path(out)
+    generator = _ImageGenerator(model_dir)
+    shape = tuple(int(s) for s in shape)
+    if data is not None:
+        polygons = fitted_polygons(data, shape)
+    else:
+        saved = from_dict(PolygonConfig, generator.manifest["polygons"])
+        # Counts scale with the canvas area; sizes and shapes stay.
+        scale = float(np.prod(shape)) / float(np.prod(saved.shape))
+        counts = (int(np.floor(saved.n_nuclei[0] * scale)), max(int(np.ceil(saved.n_nuclei[1] * scale)), 1))
+        polygons = dataclasses.replace(saved, shape=shape, n_nuclei=counts)
+    todo = [i for i in range(n) if not _done(out, _sample_name(i))]
+    logging.info("p+CycleGAN: %d of %d samples to generate in %s (%s)", len(todo), n, out, polygons)
+    for i in todo:
+        rng = np.random.default_rng([seed, i, _POLYGON_SAMPLE_STREAM])
+        labels = polygon_labels(polygons, rng)
+        image = generator.image(colored_mask(labels, generator.render, rng))
+        _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
+    return out
+
+
+def elastic_labels(labels: np.ndarray, alpha: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Elastic deformation of a label mask (Simard et al. 2003), any ndim, nearest-neighbour.
+
+    The displacement along each axis is white noise smoothed by a Gaussian of `sigma` px and
+    scaled so that its largest magnitude is `alpha` px. Each label keeps its largest
+    face-connected piece (a fold can cut off a sliver) and labels are made consecutive.
+    """
+    labels = np.asarray(labels)
+    if alpha == 0 or labels.max(initial=0) == 0:
+        return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+    grid = np.meshgrid(*(np.arange(s, dtype=np.float64) for s in labels.shape), indexing="ij")
+    coords = []
+    for axis_grid in grid:
+        field = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, labels.shape), sigma, mode="reflect")
+        field *= alpha / max(float(np.abs(field).max()), 1e-12)
+        coords.append(axis_grid + field)
+    warped = ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0).astype(np.int32)
+    structure = ndimage.generate_binary_structure(warped.ndim, 1)
+    for index, window in enumerate(ndimage.find_objects(warped)):
+        if window is None:
+            continue
+        member = warped[window] == index + 1
+        pieces, count = ndimage.label(member, structure=structure)
+        if count > 1:
+            largest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+            warped[window][member & (pieces != largest)] = 0
+    return relabel_sequential(warped)[0].astype(np.int32)
+
+
+def transformed_mask(
+    labels: np.ndarray, shape: Sequence[int], alpha: float, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A random crop (zero-padded where the mask is smaller) of `shape`, flipped along random
+    axes, rotated by a random multiple of 90 degrees in YX (square YX only) and elastically
+    deformed; labels consecutive."""
+    labels = np.asarray(labels)
+    shape = tuple(int(s) for s in shape)
+    if labels.ndim != len(shape):
+        raise ValueError(f"`shape` must have {labels.ndim} sizes. Received: shape={shape}")
+    pad = [(0, max(s - n, 0)) for s, n in zip(shape, labels.shape)]
+    if any(p for _, p in pad):
+        labels = np.pad(labels, pad)
+    start = [int(rng.integers(0, n - s + 1)) for s, n in zip(shape, labels.shape)]
+    crop = labels[tuple(slice(a, a + s) for a, s in zip(start, shape))]
+    for axis in range(crop.ndim):
+        if rng.uniform() < 0.5:
+            crop = np.flip(crop, axis)
+    if shape[-1] == shape[-2]:
+        crop = np.rot90(crop, int(rng.integers(4)), axes=(-2, -1))
+    return elastic_labels(np.ascontiguousarray(crop), alpha, sigma, rng)
+
+
+def generate_real_pix2pix(
+    model_dir: PathLike,
+    data: PathLike,
+    out: PathLike,
+    n: int,
+    shape: Sequence[int],
+    seed: int = 0,
+    alpha: float = 6.0,
+    sigma: float = 16.0,
+) -> pathlib.Path:
+    """Writes `n` (image, mask) pairs: transformed real masks through the pix2pix generator.
+
+    Sample i transforms real mask i mod N (so every training mask is used equally often)
+    with `transformed_mask`, re-colors it and runs the stage-3 generator on it.
+
+    Args:
+        model_dir: an exported stage-3 (mask -> image) generator.
+        data: the real training folder whose masks are transformed.
+        out: output folder (images/, masks/, previews/).
+        n: samples.
+        shape: canvas shape (a multiple of the generator's divisor).
+        seed: base seed.
+        alpha, sigma: elastic deformation (see `elastic_labels`).
+
+    Returns:
+        `out`.
+    """
+    out = pathlib.Path(out)
+    generator = _ImageGenerator(model_dir)
+    masks = real_labels(data)
+    todo = [i for i in range(n) if not _done(out, _sample_name(i))]
+    logging.info(
+        "r+p2p: %d of %d samples to generate in %s from %d real masks", len(todo), n, out, len(masks)
+    )
+    for i in todo:
+        rng = np.random.default_rng([seed, i, _RP2P_STREAM])
+        labels = transformed_mask(masks[i % len(masks)], shape, alpha, sigma, rng)
+        image = generator.image(colored_mask(labels, generator.render, rng))
+        _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
+    return out

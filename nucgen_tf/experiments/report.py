@@ -1,0 +1,432 @@
+"""The experiment's report: a Markdown table shaped like the paper's Table I, PNG charts, a JSON.
+
+Per evaluation set and training amount, each condition's pixel F1, the paper's instance F1
+and object F1 at IoU 0.5 are summarized over seeds as mean ± sample standard deviation
+(no deviation from a single seed), and the relative cut in instance-F1 error against
+"none", (err_none - err_cond) / err_none with err = 1 - mean instance F1: +10% means the
+condition removed a tenth of the errors left without synthetic data, a negative value
+means it added errors.
+
+Charts are drawn with Pillow (matplotlib is not a dependency): grouped bars with error
+bars per amount (`bars.png`) and, with several amounts, instance F1 and the error cut
+against the amount (`gain_vs_amount.png`).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from nucgen_tf import io, viz
+
+METRICS = ("pixel_f1", "instance_f1", "object_f1")
+METRIC_LABELS = {"pixel_f1": "Pixel F1", "instance_f1": "Instance F1 (paper)", "object_f1": "Object F1@0.5"}
+BASELINE = "none"
+# Series colors (the "tab10" colors, which stay apart for color-blind readers).
+COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
+_BACKGROUND = (255, 255, 255)
+_INK = (40, 40, 40)
+_GRID = (225, 225, 225)
+
+
+def model_name(segmenter_config) -> str:
+    """The table's "Model" cell for a `SegmentTrainConfig`."""
+    net = segmenter_config.network
+    return f"U-Net ({segmenter_config.ndim}D, 3-class, {net.base_filters} filters, depth {net.depth})"
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """{"mean", "std" (sample, ddof=1; None for fewer than 2 values), "n", "values"}."""
+    values = [float(v) for v in values]
+    if not values:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "std": std, "n": len(values), "values": values}
+
+
+def error_cut(baseline_f1: float | None, condition_f1: float | None) -> float | None:
+    """(err_none - err_cond) / err_none with err = 1 - F1; None when undefined (err_none = 0)."""
+    if baseline_f1 is None or condition_f1 is None:
+        return None
+    baseline_error = 1.0 - baseline_f1
+    if baseline_error <= 0:
+        return None
+    return (baseline_error - (1.0 - condition_f1)) / baseline_error
+
+
+def summarize(
+    cells: Sequence[Mapping[str, Any]], conditions: Sequence[str], amounts: Sequence[int], eval_set: str
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{amount (str): {condition: {metric: mean_std, "instance_error_cut": float | None, "seeds": [...]}}}.
+
+    Cells without `eval_set` among their evaluations are left out.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for amount in amounts:
+        row: dict[str, dict[str, Any]] = {}
+        for condition in conditions:
+            chosen = [
+                c
+                for c in cells
+                if c["n_train"] == amount and c["condition"] == condition and eval_set in c["evals"]
+            ]
+            chosen.sort(key=lambda c: c["seed"])
+            entry = {m: mean_std([c["evals"][eval_set][m] for c in chosen]) for m in METRICS}
+            entry["seeds"] = [c["seed"] for c in chosen]
+            row[condition] = entry
+        base = row.get(BASELINE, {}).get("instance_f1", {}).get("mean")
+        for condition, entry in row.items():
+            entry["instance_error_cut"] = (
+                None if condition == BASELINE else error_cut(base, entry["instance_f1"]["mean"])
+            )
+        out[str(amount)] = row
+    return out
+
+
+def _cell(stat: Mapping[str, Any]) -> str:
+    if stat["n"] == 0:
+        return "not run"
+    if stat["std"] is None:
+        return f"{stat['mean']:.4f}"
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}%"
+
+
+def markdown_table(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], model: str) -> str:
+    """Table I's layout for one amount: Model | Aug method | Pixel | Instance | Object F1 | error cut."""
+    header = ["Model", "Aug method", *(METRIC_LABELS[m] for m in METRICS), "Instance-F1 error cut vs none"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for i, condition in enumerate(conditions):
+        entry = row[condition]
+        cells = [model if i == 0 else "", condition, *(_cell(entry[m]) for m in METRICS)]
+        cells.append(_percent(entry["instance_error_cut"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def amount_table(summary: Mapping[str, Mapping[str, Any]], conditions: Sequence[str]) -> str:
+    """Instance F1 (and error cut vs none) per condition and training amount."""
+    amounts = list(summary)
+    header = ["Aug method", *(f"n_train = {a}" for a in amounts)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for condition in conditions:
+        cells = [condition]
+        for amount in amounts:
+            entry = summary[amount][condition]
+            text = _cell(entry["instance_f1"])
+            if entry["instance_error_cut"] is not None:
+                text += f" ({_percent(entry['instance_error_cut'])})"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _seeds_note(row: Mapping[str, Mapping[str, Any]]) -> str:
+    counts = sorted({len(entry["seeds"]) for entry in row.values()})
+    return "/".join(str(c) for c in counts)
+
+
+def markdown_report(
+    summaries: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    conditions: Sequence[str],
+    model: str,
+    files: Mapping[str, str] | None = None,
+) -> str:
+    """The whole `table.md`: one Table I per evaluation set and amount, then gain vs amount."""
+    lines = [
+        "# Does synthetic data help? (nucgen-tf, paper Table I)",
+        "",
+        "Figures are pooled over the images of a set (counts summed, then the ratios), mean ± sample std "
+        "over segmenter seeds. Instance F1 is the paper's (pixels of instances matched at IoU >= 0.5); "
+        "object F1 counts instances matched at IoU >= 0.5. Error cut = (err_none - err_cond) / err_none "
+        "with err = 1 - instance F1 (positive = fewer errors than without synthetic data).",
+        "",
+    ]
+    for eval_set, summary in summaries.items():
+        for amount, row in summary.items():
+            lines += [
+                f"## {eval_set}: n_train = {amount} real images (seeds per condition: {_seeds_note(row)})",
+                "",
+                markdown_table(row, conditions, model),
+                "",
+            ]
+        if len(summary) > 1:
+            lines += [
+                f"## {eval_set}: instance F1 vs training amount",
+                "",
+                amount_table(summary, conditions),
+                "",
+            ]
+    if files:
+        lines += ["Files: " + ", ".join(f"`{name}`" for name in files.values()), ""]
+    return "\n".join(lines)
+
+
+# ----- charts --------------------------------------------------------------------------------
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def nice_ticks(low: float, high: float, max_ticks: int = 8) -> list[float]:
+    """Round tick values covering [low, high] (1, 2, 2.5 or 5 times a power of ten apart)."""
+    if not high > low:
+        high = low + 1.0
+    raw = (high - low) / max(max_ticks - 1, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.floor(low / step + 1e-9) * step
+    ticks, value = [], first
+    while value <= high + step * 1e-6:
+        ticks.append(round(value, 10))
+        value += step
+    if ticks[-1] < high - 1e-12:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+class _Canvas:
+    """A white chart with a y axis: value -> pixel mapping, grid, ticks, title, legend."""
+
+    def __init__(self, width: int, height: int, ticks: Sequence[float], title: str, ylabel: str):
+        self.image = Image.new("RGB", (width, height), _BACKGROUND)
+        self.draw = ImageDraw.Draw(self.image)
+        self.font, self.small = _font(13), _font(11)
+        self.left, self.right, self.top, self.bottom = 64, width - 16, 34, height - 70
+        self.low, self.high = ticks[0], ticks[-1]
+        self.draw.text((self.left, 8), title, fill=_INK, font=self.font)
+        for tick in ticks:
+            y = self.y(tick)
+            self.draw.line([(self.left, y), (self.right, y)], fill=_GRID)
+            self.draw.text((self.left - 6, y), f"{tick:g}", fill=_INK, font=self.small, anchor="rm")
+        self.draw.line([(self.left, self.top), (self.left, self.bottom)], fill=_INK)
+        self.draw.line([(self.left, self.bottom), (self.right, self.bottom)], fill=_INK)
+        label = Image.new("RGB", (self.bottom - self.top, 16), _BACKGROUND)
+        ImageDraw.Draw(label).text((label.width // 2, 8), ylabel, fill=_INK, font=self.small, anchor="mm")
+        self.image.paste(label.rotate(90, expand=True), (4, self.top))
+
+    def y(self, value: float) -> float:
+        frac = (value - self.low) / (self.high - self.low)
+        return self.bottom - frac * (self.bottom - self.top)
+
+    def error_bar(self, x: float, mean: float, std: float | None, color=_INK) -> None:
+        if std is None or not std > 0:
+            return
+        y0, y1 = self.y(max(mean - std, self.low)), self.y(min(mean + std, self.high))
+        self.draw.line([(x, y0), (x, y1)], fill=color, width=2)
+        for y in (y0, y1):
+            self.draw.line([(x - 4, y), (x + 4, y)], fill=color, width=2)
+
+    def x_label(self, x: float, text: str) -> None:
+        self.draw.text((x, self.bottom + 6), text, fill=_INK, font=self.font, anchor="ma")
+
+    def legend(self, names: Sequence[str], colors: Sequence[tuple[int, int, int]] | None = None) -> None:
+        x, y = self.left, self.bottom + 30
+        for i, name in enumerate(names):
+            color = colors[i] if colors is not None else COLORS[i % len(COLORS)]
+            self.draw.rectangle([x, y + 2, x + 12, y + 14], fill=color)
+            self.draw.text((x + 18, y + 8), name, fill=_INK, font=self.small, anchor="lm")
+            x += 24 + int(self.draw.textlength(name, font=self.small)) + 16
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.image)
+
+
+def _range(values: Sequence[tuple[float, float | None]], floor_at_zero: bool = False) -> list[float]:
+    lows = [m - (s or 0.0) for m, s in values]
+    highs = [m + (s or 0.0) for m, s in values]
+    low, high = min(lows), max(highs)
+    pad = max((high - low) * 0.15, 0.005)
+    low, high = low - pad, high + pad
+    if floor_at_zero:
+        low = max(low, 0.0) if min(lows) >= 0 else low
+        high = min(high, 1.0) if max(highs) <= 1.0 else high
+    return nice_ticks(low, high)
+
+
+def bar_chart(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], title: str) -> np.ndarray:
+    """(H, W, 3) uint8 grouped bars: one group per condition, one bar per metric, ± std error bars.
+
+    The y axis starts near the smallest value, not at 0 (the differences are in the third
+    decimal); its ticks say where.
+    """
+    shown = [c for c in conditions if row[c]["instance_f1"]["n"] > 0]
+    if not shown:
+        raise ValueError(f"No condition has results to plot. Received: conditions={list(conditions)}")
+    values = [(row[c][m]["mean"], row[c][m]["std"]) for c in shown for m in METRICS]
+    ticks = _range(values, floor_at_zero=True)
+    width = max(420, 140 * len(shown) + 100)
+    canvas = _Canvas(width, 340, ticks, title, "F1 (mean ± std over seeds)")
+    group = (canvas.right - canvas.left) / len(shown)
+    bar = group * 0.8 / len(METRICS)
+    for g, condition in enumerate(shown):
+        start = canvas.left + g * group + group * 0.1
+        for k, metric in enumerate(METRICS):
+            mean, std = row[condition][metric]["mean"], row[condition][metric]["std"]
+            x0 = start + k * bar
+            top = min(canvas.y(min(max(mean, canvas.low), canvas.high)), canvas.bottom - 1)
+            canvas.draw.rectangle([x0 + 1, top, x0 + bar - 1, canvas.bottom - 1], fill=COLORS[k])
+            canvas.error_bar(x0 + bar / 2, mean, std)
+        canvas.x_label(canvas.left + (g + 0.5) * group, condition)
+    canvas.legend([METRIC_LABELS[m] for m in METRICS])
+    return canvas.array()
+
+
+def line_chart(
+    x_labels: Sequence[str],
+    series: Mapping[str, Sequence[tuple[float | None, float | None]]],
+    title: str,
+    ylabel: str,
+    zero_line: bool = False,
+    colors: Sequence[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
+    """(H, W, 3) uint8 lines over categorical x positions; points (mean, std) with error bars.
+
+    `colors` gives one color per series (default: `COLORS` in order).
+    """
+    points = [(m, s) for values in series.values() for m, s in values if m is not None]
+    if not points:
+        raise ValueError(f"No finite value to plot. Received: series={dict(series)}")
+    ticks = _range(points + ([(0.0, None)] if zero_line else []))
+    canvas = _Canvas(max(420, 110 * len(x_labels) + 120), 320, ticks, title, ylabel)
+    step = (canvas.right - canvas.left) / len(x_labels)
+    xs = [canvas.left + (i + 0.5) * step for i in range(len(x_labels))]
+    if zero_line:
+        canvas.draw.line([(canvas.left, canvas.y(0.0)), (canvas.right, canvas.y(0.0))], fill=_INK)
+    colors = list(colors) if colors is not None else [COLORS[i % len(COLORS)] for i in range(len(series))]
+    for color, values in zip(colors, series.values()):
+        previous = None
+        for x, (mean, std) in zip(xs, values):
+            if mean is None:
+                previous = None
+                continue
+            y = canvas.y(mean)
+            if previous is not None:
+                canvas.draw.line([previous, (x, y)], fill=color, width=2)
+            canvas.error_bar(x, mean, std, color)
+            canvas.draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+            previous = (x, y)
+    for x, label in zip(xs, x_labels):
+        canvas.x_label(x, label)
+    canvas.legend(list(series), colors)
+    return canvas.array()
+
+
+def _stack(charts: Sequence[np.ndarray]) -> np.ndarray:
+    width = max(c.shape[1] for c in charts)
+    padded = [np.pad(c, ((0, 0), (0, width - c.shape[1]), (0, 0)), constant_values=255) for c in charts]
+    return viz.stack_rows(padded)
+
+
+def gain_chart(summary: Mapping[str, Mapping[str, Any]], conditions: Sequence[str]) -> np.ndarray:
+    """Instance F1 (± std) and the instance-F1 error cut vs none, against the training amount."""
+    amounts = list(summary)
+    labels = [f"n={a}" for a in amounts]
+    f1 = {
+        c: [(summary[a][c]["instance_f1"]["mean"], summary[a][c]["instance_f1"]["std"]) for a in amounts]
+        for c in conditions
+    }
+    cut = {
+        c: [
+            (
+                None
+                if summary[a][c]["instance_error_cut"] is None
+                else 100 * summary[a][c]["instance_error_cut"],
+                None,
+            )
+            for a in amounts
+        ]
+        for c in conditions
+        if c != BASELINE
+    }
+    color = {c: COLORS[i % len(COLORS)] for i, c in enumerate(conditions)}
+    charts = [
+        line_chart(
+            labels, f1, "Instance F1 vs real training images", "instance F1", colors=list(color.values())
+        )
+    ]
+    if any(m is not None for values in cut.values() for m, _ in values):
+        charts.append(
+            line_chart(
+                labels,
+                cut,
+                "Cut in instance-F1 error vs none",
+                "error cut (%)",
+                zero_line=True,
+                colors=[color[c] for c in cut],
+            )  # fmt: skip
+        )
+    return _stack(charts)
+
+
+def write_report(
+    out_dir: str | pathlib.Path,
+    cells: Sequence[Mapping[str, Any]],
+    conditions: Sequence[str],
+    amounts: Sequence[int],
+    eval_sets: Sequence[str] = ("test",),
+    model: str = "U-Net",
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Writes `table.md`, `results.json`, `bars.png` (and `gain_vs_amount.png`) into `out_dir`.
+
+    Args:
+        out_dir: report folder.
+        cells: finished cells, each {"n_train", "condition", "seed", "evals": {set: {metric: value}}}.
+        conditions: in table order.
+        amounts: training amounts, in order.
+        eval_sets: evaluation sets to report ("test" first; extra sets get their own tables).
+        model: the "Model" column.
+        meta: anything else to keep in the JSON (the config).
+
+    Returns:
+        The JSON document (summary per set and amount, every cell, file names).
+    """
+    out_dir = pathlib.Path(out_dir)
+    summaries = {s: summarize(cells, conditions, amounts, s) for s in eval_sets}
+    files = {"table": "table.md", "json": "results.json"}
+    test = summaries[eval_sets[0]]
+    charts = [
+        bar_chart(row, conditions, f"{eval_sets[0]}, n_train = {amount}")
+        for amount, row in test.items()
+        if any(row[c]["instance_f1"]["n"] for c in conditions)
+    ]
+    if charts:
+        io.write_png(out_dir / "bars.png", _stack(charts))
+        files["bars"] = "bars.png"
+    finished_amounts = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
+    if len(finished_amounts) > 1:
+        io.write_png(
+            out_dir / "gain_vs_amount.png", gain_chart({a: test[a] for a in finished_amounts}, conditions)
+        )
+        files["gain_vs_amount"] = "gain_vs_amount.png"
+    text = markdown_report(summaries, conditions, model, files)
+    with io.atomic_path(out_dir / "table.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    document = {
+        "model": model,
+        "conditions": list(conditions),
+        "amounts": list(amounts),
+        "eval_sets": list(eval_sets),
+        "metrics": list(METRICS),
+        "summary": summaries,
+        "cells": sorted(
+            cells, key=lambda c: (c["n_train"], list(conditions).index(c["condition"]), c["seed"])
+        ),
+        "files": files,
+        "meta": dict(meta or {}),
+    }
+    io.write_json(out_dir / "results.json", document)
+    return document

@@ -1,0 +1,101 @@
+"""Experiment configs: presets, dotted overrides, flags and flag files -> ExperimentConfig."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from absl import flags
+
+from nucgen_tf.experiments import augmentation
+from nucgen_tf.experiments import config as C
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _parse(argv):
+    fv = flags.FlagValues()
+    augmentation.define_flags(fv)
+    fv(["augmentation", *argv])
+    return augmentation.config_from_flags(fv)
+
+
+@pytest.mark.parametrize(
+    "spelling, expected",
+    [("none", "none"), ("p+CycleGAN", "p+CycleGAN"), ("p_cyclegan", "p+CycleGAN"), ("rp2p", "r+p2p"),
+     ("R+P2P", "r+p2p"), ("ours", "ours")],
+)  # fmt: skip
+def test_parse_condition(spelling, expected):
+    assert C.parse_condition(spelling) == expected
+
+
+def test_parse_condition_rejects_unknown():
+    with pytest.raises(ValueError, match="Unknown condition"):
+        C.parse_condition("mixup")
+
+
+def test_with_overrides_nested():
+    cfg = C.with_overrides(
+        C.smoke_preset("d", "w"), {"segmenter.network.base_filters": 16, "gan.stage1_steps": 7, "seeds": (3,)}
+    )
+    assert cfg.segmenter.network.base_filters == 16
+    assert cfg.segmenter.network.depth == C.smoke_preset("d", "w").segmenter.network.depth
+    assert cfg.gan.stage1_steps == 7 and cfg.seeds == (3,)
+
+
+def test_with_overrides_rejects_unknown_field():
+    with pytest.raises(ValueError, match="No field 'segmentr'"):
+        C.with_overrides(C.smoke_preset("d", "w"), {"segmentr.steps": 3})
+
+
+def test_config_rejects_mismatched_ndim():
+    with pytest.raises(ValueError, match="same ndim"):
+        C.with_overrides(C.smoke_preset("d", "w"), {"synth_shape": (16, 64, 64)})
+
+
+def test_config_rejects_synth_shape_off_the_divisor():
+    with pytest.raises(ValueError, match="synth_shape"):
+        C.with_overrides(C.full_preset("d", "w"), {"synth_shape": (200, 200)})
+
+
+def test_config_rejects_reserved_extra_eval_name():
+    with pytest.raises(ValueError, match="extra_eval"):
+        C.with_overrides(C.smoke_preset("d", "w"), {"extra_eval": (("test", "/x"),)})
+
+
+def test_presets_differ_where_it_matters():
+    full, smoke = C.full_preset("d", "w"), C.smoke_preset("d", "w")
+    assert full.conditions == smoke.conditions == C.CONDITIONS
+    assert smoke.segmenter.steps < full.segmenter.steps and smoke.n_synthetic < full.n_synthetic
+    assert full.seeds == (0, 1, 2) and full.n_train == (20,)
+
+
+def test_flags_override_the_preset():
+    cfg = _parse(
+        ["--preset=smoke", "--data_root=/data", "--workdir=/w", "--seg_steps=40", "--seg_eval_every=20",
+         "--n_train=1,2", "--conditions=none,p+CycleGAN", "--extra_eval=held=/h", "--gan_filters=6"]
+    )  # fmt: skip
+    smoke = C.smoke_preset("/data", "/w")
+    assert cfg.segmenter.steps == 40 and cfg.segmenter.eval_every == 20
+    assert cfg.n_train == (1, 2) and cfg.conditions == ("none", "p+CycleGAN")
+    assert cfg.extra_eval == (("held", "/h"),)
+    assert cfg.gan.base_filters == 6
+    assert cfg.segmenter.patch_shape == smoke.segmenter.patch_shape  # untouched: the preset's
+    assert cfg.seeds == smoke.seeds
+
+
+def test_flag_files_parse(tmp_path):
+    for name, preset in (("smoke.flags", "smoke"), ("experiment.flags", "full")):
+        cfg = _parse([f"--flagfile={REPO / 'configs' / 'bbbc039_2d' / name}"])
+        assert cfg == C.preset(preset, cfg.data_root, cfg.workdir)
+        assert cfg.data_root.endswith("shared/data/bbbc039")
+
+
+def test_flags_reject_bad_extra_eval():
+    with pytest.raises(Exception, match="NAME=DIR"):
+        _parse(["--data_root=/d", "--workdir=/w", "--extra_eval=nodir"])
+
+
+def test_flags_require_data_root():
+    with pytest.raises(Exception, match="data_root"):
+        _parse(["--workdir=/w"])

@@ -11,6 +11,7 @@ included) under several settings:
   decoding is not representative. Settings: one pass with batch 1 (the default), batch 4
   (the baseline batching is meant to beat) and tiles (2D: 256 px with 32 overlap; 3D:
   32 x 64 x 64 with 16 overlap) against one pass.
+- the bundled BBBC039 generators (2D only): trained networks, real decoding work.
 - hand-set reference convolutions (`synthesis.testing.export_reference_models`): nearly
   free networks but realistic nuclei, so the numpy side (rendering, stage-1/2 decoding,
   recoloring, alignment, writing) is measured with real content.
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from absl import logging  # noqa: E402
 
+from nucgen_tf import pretrained  # noqa: E402
 from nucgen_tf.config import SeedConfig  # noqa: E402
 from nucgen_tf.synthesis import models, testing  # noqa: E402
 from nucgen_tf.synthesis.options import SynthesisOptions  # noqa: E402
@@ -157,6 +159,17 @@ def main() -> None:
                 previews=False,
                 **common,
             )
+            if ndim == 2:
+                bundled = pretrained.bundled_models()
+                run(
+                    "bundled BBBC039 generators (trained)",
+                    bundled,
+                    models.load_generators(bundled),
+                    tmp / "f2",
+                    n,
+                    shape=shape,
+                    arrangement="mixed",
+                )
 
 
 if __name__ == "__main__":

@@ -248,6 +248,12 @@ def run_chain(
     for sample, box_map, rng in zip(samples, box_maps, rngs):
         start = time.perf_counter()
         sample.box_map = from_network(box_map[..., 0])
+        counts = sample.report["counts"]
+        if counts["seeds"] == counts["seeds_off_canvas"]:
+            # No seed on the canvas: an empty field. Stage 1 never saw an empty seed map in
+            # training and paints it flat gray, which would decode to one canvas-sized box.
+            sample.box_map = np.zeros_like(sample.box_map)
+            sample.report["empty_field"] = True
         sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings)
         sample.report["decode_box_map"] = report
         sample.report["counts"]["boxes"] = len(sample.boxes)
@@ -263,7 +269,10 @@ def run_chain(
     for sample, mask, rng in zip(samples, masks, rngs):
         start = time.perf_counter()
         sample.colored_mask = mask = from_network(mask)
-        labels, report = _decode_labels(mask, sample.boxes, sample.box_colors, r2.boundary_width)
+        if len(sample.boxes):
+            labels, report = _decode_labels(mask, sample.boxes, sample.box_colors, r2.boundary_width)
+        else:  # nothing to shape: stage 2's output on empty ellipses is not decoded into nuclei
+            labels, report = np.zeros(shape, np.int32), {"n_instances": 0, "no_boxes": True}
         labels = relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32)
         sample.labels = labels
         sample.report["decode_colored_mask"] = report

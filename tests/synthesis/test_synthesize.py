@@ -18,7 +18,7 @@ from nucgen_tf import geometry, io
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.synthesis import models, sampling, testing, writers
 from nucgen_tf.synthesis.options import SynthesisOptions
-from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, to_intensity
+from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage, to_intensity
 from nucgen_tf.synthesize import synthesize
 
 PATCH = {2: (64, 64), 3: (8, 32, 32)}
@@ -279,3 +279,14 @@ def test_sigkilled_run_resumes_without_redoing_recorded_samples(tmp_path, export
     assert manifest["summary"]["complete"] and manifest["run"]["skipped"] == len(finished)
     assert {n: layout.image_path(n).stat().st_mtime_ns for n in finished} == mtimes
     assert len(io.list_pairs(out)) == 6
+
+
+def test_a_sample_without_seeds_is_an_empty_field(loaded):
+    chain = loaded("untrained", 2)  # untrained nets paint noise for any input, empty or not
+    rngs = [sampling.sample_rngs(0, i) for i in range(2)]
+    seeds = [np.zeros((0, 2)), np.array([[100.0, 100.0]])]  # none, and one off the canvas
+    samples = run_chain(chain, seeds, rngs, PATCH[2], ChainSettings())
+    for sample in samples:
+        assert sample.report["empty_field"] and sample.report["counts"]["boxes"] == 0
+        assert sample.labels.shape == PATCH[2] and not sample.labels.any()
+        assert sample.image.shape == PATCH[2]

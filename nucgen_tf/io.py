@@ -335,6 +335,28 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def check_record(path: PathLike, record: Mapping[str, Any], conflict: str, advice: str) -> None:
+    """Refuses to add to a folder made with other settings, as its JSON record at `path` says.
+
+    Nothing to check when `path` does not exist yet (a fresh folder).
+
+    Raises:
+        DataError: the record is unreadable, or differs from `record` ("<conflict> (differs in
+            [keys]); <advice>").
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"unreadable record ({err}); delete it to start over") from err
+    new = json.loads(json.dumps(_jsonable(record)))
+    if old != new:
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise DataError(path, f"{conflict} (differs in {keys}); {advice}")
+
+
 def write_json(path: PathLike, obj: Any) -> None:
     """Writes JSON (indent 2, sorted keys) atomically; numpy scalars/arrays, paths and
     dataclasses are converted to plain values."""

@@ -457,3 +457,17 @@ def test_stardist_3d_reads_as_zyx(stardist_3d, caplog):
     assert any("relabelled" in r.getMessage() for r in caplog.records)
     with pytest.raises(io.DataError, match=r"\(31, 61, 57\)"):
         io.read_image(pair.image_path, ndim=2)
+
+
+def test_check_record_accepts_a_new_or_equal_folder_and_names_what_differs(tmp_path):
+    path = tmp_path / "record.json"
+    record = {"seed": 1, "sizes": {"train": 2}}
+    io.check_record(path, record, "this folder differs", "use another")  # no record yet
+    io.write_json(path, record)
+    io.check_record(path, record, "this folder differs", "use another")
+    with pytest.raises(io.DataError, match=r"this folder differs \(differs in \['seed'\]\); use another") as info:
+        io.check_record(path, {**record, "seed": 2}, "this folder differs", "use another")
+    assert str(info.value).startswith(str(path))
+    path.write_text("{not json")
+    with pytest.raises(io.DataError, match="unreadable record"):
+        io.check_record(path, record, "this folder differs", "use another")

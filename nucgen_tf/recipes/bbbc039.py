@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import http.client
-import json
 import os
 import pathlib
 import secrets
@@ -185,23 +184,6 @@ def _source_pairs(src: pathlib.Path) -> dict[str, tuple[pathlib.Path, pathlib.Pa
     return {name: (images[name], masks[name]) for name in sorted(images)}
 
 
-def _check_split_record(record_path: pathlib.Path, record: dict) -> None:
-    """Refuses to mix two different splits in one output folder."""
-    if not record_path.exists():
-        return
-    try:
-        old = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise io.DataError(record_path, f"unreadable split record ({err}); delete it to start over") from err
-    if old != record:
-        keys = [k for k in record if old.get(k) != record[k]]
-        raise io.DataError(
-            record_path,
-            f"this folder holds a different split (differs in {keys}); convert into an empty folder, "
-            "or rerun with the same source and seed",
-        )
-
-
 def convert(
     src_dir: io.PathLike,
     out_dir: io.PathLike,
@@ -243,7 +225,12 @@ def convert(
         list(pairs), seed, n_train, n_val, n_test, has_nuclei={n: s[1] > 0 for n, s in stats.items()}
     )
     record = {"dataset": "BBBC039v1", "seed": seed, "sizes": {k: len(v) for k, v in split.items()}, **split}
-    _check_split_record(out_dir / "split.json", record)
+    io.check_record(
+        out_dir / "split.json",
+        record,
+        "this folder holds a different split",
+        "convert into an empty folder, or rerun with the same source and seed",
+    )
     io.write_json(out_dir / "split.json", record)
 
     rows = []

@@ -135,23 +135,6 @@ def parameters(
     return json.loads(json.dumps(record))
 
 
-def _check_record(path: pathlib.Path, record: dict) -> None:
-    """Refuses to mix volumes made with other parameters into one folder."""
-    if not path.exists():
-        return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise io.DataError(path, f"unreadable parameter record ({err}); delete it to start over") from err
-    if old != record:
-        keys = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-        raise io.DataError(
-            path,
-            f"this folder holds phantoms made with other parameters (differs in {keys}); generate into an "
-            "empty folder, or rerun with the same seed, sizes and shape",
-        )
-
-
 def _row(split: str, name: str, image, labels, level: float) -> dict:
     return {
         "split": split,
@@ -204,7 +187,12 @@ def generate(
     settings = dict(SNR_SETTINGS)
     out_dir = pathlib.Path(out_dir)
     record = parameters(seed, n_train, n_test, config, texture, settings)
-    _check_record(out_dir / RECORD_NAME, record)
+    io.check_record(
+        out_dir / RECORD_NAME,
+        record,
+        "this folder holds phantoms made with other parameters",
+        "generate into an empty folder, or rerun with the same seed, sizes and shape",
+    )
     io.write_json(out_dir / RECORD_NAME, record)
 
     sizes = {"train": n_train, "test": n_test}

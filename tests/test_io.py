@@ -465,7 +465,8 @@ def test_check_record_accepts_a_new_or_equal_folder_and_names_what_differs(tmp_p
     io.check_record(path, record, "this folder differs", "use another")  # no record yet
     io.write_json(path, record)
     io.check_record(path, record, "this folder differs", "use another")
-    with pytest.raises(io.DataError, match=r"this folder differs \(differs in \['seed'\]\); use another") as info:
+    expected = r"this folder differs \(differs in \['seed'\]\); use another"
+    with pytest.raises(io.DataError, match=expected) as info:
         io.check_record(path, {**record, "seed": 2}, "this folder differs", "use another")
     assert str(info.value).startswith(str(path))
     path.write_text("{not json")

@@ -113,7 +113,7 @@ def define_stage_flags(stage: int | None = None) -> None:
         "precision",
         t.precision,
         ["float32", "mixed", "mixed_float16", "mixed_bfloat16"],
-        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPU.",
+        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPUs with native bf16, else float32.",
     )
     flags.DEFINE_enum(
         "strategy", t.strategy, ["default", "mirrored", "multiworker"], "tf.distribute strategy."

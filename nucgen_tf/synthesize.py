@@ -28,7 +28,7 @@ from nucgen_tf.io import DataError
 from nucgen_tf.synthesis import alignment, sampling, writers
 from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
-from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain
+from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
 
 
 def _seed_config(options: SynthesisOptions, base):
@@ -162,6 +162,8 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         min_box_size=options.min_box_size,
         split_touching=options.split_touching,
     )
+    # An empty field is judged against the data set's levels, not Otsu (see alignment).
+    empty_level = float(np.mean(image_scale(generators)))
     run = {"computed": 0, "skipped": len(records)}
     manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
     with tqdm(total=len(mine), initial=len(records), unit="sample", disable=None) as bar:
@@ -180,7 +182,9 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                 seeds.append(points)
             for i, kind, sample in zip(chunk, kinds, run_chain(generators, seeds, rngs, shape, chain)):
                 name = writers.sample_name(i, options.prefix)
-                report = alignment.alignment_report(sample.image, sample.labels, options.min_alignment)
+                report = alignment.alignment_report(
+                    sample.image, sample.labels, options.min_alignment, empty_threshold=empty_level
+                )
                 start = time.perf_counter()
                 files = writers.write_sample(
                     layout, name, sample, options.save_intermediate, options.previews

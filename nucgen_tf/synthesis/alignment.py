@@ -11,6 +11,11 @@ numbers catch it without any segmentation model:
 
 `score` = min(iou, brighter_fraction) (iou alone when there is no instance or no
 background); a sample is flagged when the score is below the threshold.
+
+An empty field (no instance) has no nuclei to set Otsu's threshold, which then splits mere
+noise and would flag every empty sample. With `empty_threshold` (e.g. halfway between the
+data set's background and nucleus levels) its image foreground is the pixels above that
+level instead: a dark field scores 1, a painted stripe still scores 0.
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ def otsu_foreground(image: np.ndarray) -> np.ndarray:
     return image > threshold_otsu(image)
 
 
-def alignment_report(image: np.ndarray, labels: np.ndarray, min_alignment: float = 0.5) -> dict:
+def alignment_report(
+    image: np.ndarray, labels: np.ndarray, min_alignment: float = 0.5, empty_threshold: float | None = None
+) -> dict:
     """Agreement between a generated image and its label mask.
 
     Args:
         image: (*spatial) intensity image (any numeric dtype).
         labels: (*spatial) int labels, 0 = background.
         min_alignment: samples whose score is below this are flagged.
+        empty_threshold: intensity above which a pixel of an empty field counts as
+            foreground (None: Otsu, as for every other sample).
 
     Returns:
         JSON-ready dict: iou, brighter_fraction (None without instances or background),
@@ -47,10 +56,13 @@ def alignment_report(image: np.ndarray, labels: np.ndarray, min_alignment: float
             f"`image` and `labels` must have one shape. Received: {image.shape} vs {labels.shape}"
         )
     mask_fg = labels > 0
-    image_fg = otsu_foreground(image)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0 and empty_threshold is not None:
+        image_fg = image > empty_threshold
+    else:
+        image_fg = otsu_foreground(image)
     union = int(np.count_nonzero(mask_fg | image_fg))
     iou = 1.0 if union == 0 else int(np.count_nonzero(mask_fg & image_fg)) / union
-    n = int(labels.max()) if labels.size else 0
     brighter = None
     if n and not mask_fg.all():
         flat = labels.ravel()

@@ -140,3 +140,20 @@ def test_coloring_reuses_palette_colors_rather_than_failing():
     assert margin == -1.0
     assert set(colors) == set(boxes.ids.tolist())
     assert all(0 <= c < len(geometry.PALETTE) for c in colors.values())
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_an_empty_field_is_judged_against_a_level_not_otsu(ndim):
+    rng = np.random.default_rng(0)
+    shape = (24, 24) if ndim == 2 else (6, 24, 24)
+    empty = np.zeros(shape, np.int32)
+    noise = rng.normal(100, 5, shape)  # a dark field: Otsu splits its noise in two
+    assert alignment.alignment_report(noise, empty)["flagged"]
+    assert not alignment.alignment_report(noise, empty, empty_threshold=500.0)["flagged"]
+    stripe = noise.copy()
+    stripe[..., 10:14] = 1000.0  # something bright painted where the mask has nothing
+    assert alignment.alignment_report(stripe, empty, empty_threshold=500.0)["flagged"]
+    # Samples with nuclei keep Otsu whatever the level.
+    labels = empty.copy()
+    labels[..., 10:14] = 1
+    assert alignment.alignment_report(stripe, labels, empty_threshold=5000.0)["score"] > 0.95

@@ -28,7 +28,9 @@ setup(
         # TensorFlow comes from an extra so that GPU users do not get a second, CPU-only copy.
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        "test": ["pytest>=7", "ruff>=0.4"],
+        # StarDist: the second segmenter family of the experiments (nucgen_tf.segment.stardist_family).
+        "stardist": ["stardist==0.9.2"],
+        "test": ["pytest>=7", "ruff>=0.4", "stardist==0.9.2"],
     },
     entry_points={"console_scripts": ["nucgen=nucgen_tf.cli:main"]},
 )

@@ -14,6 +14,15 @@ table.md (Table I's layout: pixel / paper instance / object F1, mean ± std over
 the relative cut in instance-F1 error vs none), bars.png, gain_vs_amount.png (several
 amounts) and results.json. Rerunning the command resumes: finished cells are skipped.
 
+--segmenter (unet | stardist) picks the segmenter family (the paper's Table I repeats the
+conditions with a second family); both can share a --workdir, reusing its generators and
+synthetic data, and the report then shows both. The --seg_* flags and --extra_fraction set the
+chosen family's config (for StarDist --seg_filters / --seg_depth size its U-Net backbone);
+--stardist_* flags set what only StarDist has.
+
+    python -m nucgen_tf.experiments.augmentation --flagfile=configs/bbbc039_2d/experiment.flags \
+        --segmenter=stardist
+
 --preset (full | smoke) gives every setting; any flag given explicitly (also in a flag file)
 overrides it. Flags left unset keep the preset's value (`--helpfull` shows the full preset).
 """
@@ -28,7 +37,9 @@ from nucgen_tf import io
 
 # flag name -> (dotted config field, parser of the flag value); see `config.with_overrides`.
 _INT_LIST = lambda v: tuple(int(x) for x in v)  # noqa: E731
+_FLOAT_LIST = lambda v: tuple(float(x) for x in v)  # noqa: E731
 _FIELDS = {
+    "segmenter": ("segmenter_family", str),
     "conditions": ("conditions", tuple),
     "n_train": ("n_train", _INT_LIST),
     "seeds": ("seeds", _INT_LIST),
@@ -62,6 +73,22 @@ _FIELDS = {
     "stage3_steps": ("gan.stage3_steps", int),
     "pcyclegan_steps": ("gan.pcyclegan_steps", int),
     "gan_seed": ("gan.seed", int),
+    "stardist_rays": ("stardist.n_rays", int),
+    "stardist_grid": ("stardist.grid", _INT_LIST),
+    "stardist_anisotropy": ("stardist.anisotropy", _FLOAT_LIST),
+    "stardist_optimize_thresholds": ("stardist.optimize_thresholds", bool),
+}
+# Where the family-neutral --seg_* flags go when --segmenter=stardist.
+_STARDIST_FIELDS = {
+    "seg_steps": "stardist.steps",
+    "seg_eval_every": "stardist.eval_every",
+    "seg_patch": "stardist.patch_shape",
+    "seg_batch": "stardist.batch_size",
+    "seg_lr": "stardist.lr",
+    "seg_filters": "stardist.unet_n_filter_base",
+    "seg_depth": "stardist.unet_n_depth",
+    "seg_select_on": "stardist.select_on",
+    "extra_fraction": "stardist.extra_fraction",
 }
 
 
@@ -71,14 +98,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     Args:
         flag_values: where to define them (tests pass a fresh `flags.FlagValues()`).
     """
-    from nucgen_tf.experiments.config import CONDITIONS, PRESETS, full_preset
+    from nucgen_tf.experiments.config import CONDITIONS, FAMILIES, PRESETS, full_preset
 
     full = full_preset("", "")
-    seg, gan = full.segmenter, full.gan
+    seg, gan, sd = full.segmenter, full.gan, full.stardist
     fv = {"flag_values": flag_values}
     flags.DEFINE_enum(
         "preset", "full", list(PRESETS), "Settings to start from; explicit flags override them.", **fv
     )
+    flags.DEFINE_enum(
+        "segmenter", None, list(FAMILIES),
+        f"Segmenter family of the cells ({full.segmenter_family}); the --seg_* flags set its config.", **fv
+    )  # fmt: skip
     flags.DEFINE_string("data_root", None, "Folder with train/, val/, test/ (each images/ + masks/).", **fv)
     flags.DEFINE_string(
         "workdir", None, "Run folder (resumable); the report goes to <workdir>/report/.", **fv
@@ -112,20 +143,42 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "pcyclegan_models", None, "Reuse for 'p+CycleGAN': its export (or a folder with pcyclegan/).", **fv
     )
     flags.DEFINE_integer(
-        "seg_steps", None, f"Segmenter steps, the same for every condition ({seg.steps}).", **fv
+        "seg_steps", None, f"Segmenter steps, the same for every condition ({seg.steps} U-Net, {sd.steps} "
+        "StarDist).", **fv
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "seg_eval_every", None, f"Steps between validations ({seg.eval_every} / {sd.eval_every}).", **fv
     )
-    flags.DEFINE_integer("seg_eval_every", None, f"Steps between validations ({seg.eval_every}).", **fv)
-    flags.DEFINE_list("seg_patch", None, f"Segmenter patch ({list(seg.patch_shape)}).", **fv)
-    flags.DEFINE_integer("seg_batch", None, f"Segmenter batch ({seg.batch_size}).", **fv)
-    flags.DEFINE_float("seg_lr", None, f"Segmenter peak learning rate ({seg.lr}).", **fv)
-    flags.DEFINE_integer("seg_filters", None, f"Segmenter base filters ({seg.network.base_filters}).", **fv)
-    flags.DEFINE_integer("seg_depth", None, f"Segmenter depth ({seg.network.depth}).", **fv)
+    flags.DEFINE_list(
+        "seg_patch", None, f"Segmenter patch ({list(seg.patch_shape)} / {list(sd.patch_shape)}).", **fv
+    )
+    flags.DEFINE_integer("seg_batch", None, f"Segmenter batch ({seg.batch_size} / {sd.batch_size}).", **fv)
+    flags.DEFINE_float("seg_lr", None, f"Segmenter peak learning rate ({seg.lr} / {sd.lr}).", **fv)
+    flags.DEFINE_integer(
+        "seg_filters", None,
+        f"Base filters of the (backbone) U-Net ({seg.network.base_filters} / {sd.unet_n_filter_base}).", **fv
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "seg_depth", None, f"Depth of the (backbone) U-Net ({seg.network.depth} / {sd.unet_n_depth}).", **fv
+    )
     flags.DEFINE_string(
         "seg_select_on", None, f"Validation score that selects the model ({seg.select_on}).", **fv
     )
     flags.DEFINE_float(
         "extra_fraction", None, f"Share of patches from synthetic data ({seg.extra_fraction}).", **fv
     )
+    flags.DEFINE_integer("stardist_rays", None, f"StarDist: rays per object ({sd.n_rays}).", **fv)
+    flags.DEFINE_list(
+        "stardist_grid", None, f"StarDist: output grid per axis ({list(sd.grid)}; empty = automatic).", **fv
+    )
+    flags.DEFINE_list(
+        "stardist_anisotropy", None,
+        "StarDist 3D: object anisotropy Z,Y,X (default: estimated from the training masks).", **fv
+    )  # fmt: skip
+    flags.DEFINE_bool(
+        "stardist_optimize_thresholds", None,
+        f"StarDist: tune the prob/NMS thresholds on val at the end ({sd.optimize_thresholds}).", **fv
+    )  # fmt: skip
     flags.DEFINE_list("gan_patch", None, f"GAN training patch ({list(gan.patch_shape)}).", **fv)
     flags.DEFINE_integer("gan_batch", None, f"GAN batch ({gan.batch_size}).", **fv)
     flags.DEFINE_integer("gan_filters", None, f"Generator base filters ({gan.base_filters}).", **fv)
@@ -145,8 +198,10 @@ def config_from_flags(f: flags.FlagValues = flags.FLAGS):
 
     if not f.data_root or not f.workdir:
         raise app.UsageError("--data_root and --workdir are required (or a --flagfile that sets them).")
+    base = preset(f.preset, f.data_root, f.workdir)
+    stardist = (f.segmenter or base.segmenter_family) == "stardist"
     overrides = {
-        field: parse(getattr(f, name))
+        _STARDIST_FIELDS.get(name, field) if stardist else field: parse(getattr(f, name))
         for name, (field, parse) in _FIELDS.items()
         if getattr(f, name) is not None
     }
@@ -159,7 +214,7 @@ def config_from_flags(f: flags.FlagValues = flags.FLAGS):
     if extra:
         overrides["extra_eval"] = tuple(extra)
     try:
-        return with_overrides(preset(f.preset, f.data_root, f.workdir), overrides)
+        return with_overrides(base, overrides)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
 

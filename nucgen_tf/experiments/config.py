@@ -1,10 +1,12 @@
 """Configs of the augmentation experiment (issue 6, the paper's Table I): what to train, how much.
 
-`ExperimentConfig` nests the segmenter's `SegmentTrainConfig` (one per cell, its seed replaced)
-and `GanSettings` (the generators each condition needs). Two presets: "full" (sized for a few
-hours on 2 CPU cores) and "smoke" (minutes; the end-to-end test). `with_overrides` applies
-dotted-path overrides ("segmenter.steps") on top of a preset; that is how flags and flag
-files reach the config without a second config system.
+`ExperimentConfig` nests the segmenters' configs (one per cell, its seed replaced): the 3-class
+U-Net's `SegmentTrainConfig` and StarDist's `StardistTrainConfig`, of which `segmenter_family`
+picks one (the paper's Table I repeats its conditions with a second family, Mask R-CNN; StarDist
+plays that role here), and `GanSettings` (the generators each condition needs). Two presets:
+"full" (sized for a few hours on 2 CPU cores) and "smoke" (minutes; the end-to-end test).
+`with_overrides` applies dotted-path overrides ("segmenter.steps") on top of a preset; that
+is how flags and flag files reach the config without a second config system.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.models.segmenters import SegmenterConfig
 from nucgen_tf.segment.config import SegmentTrainConfig
+from nucgen_tf.segment.stardist_family import StardistTrainConfig
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
 # The paper's conditions, in Table I order.
@@ -24,6 +27,8 @@ CONDITIONS = ("none", "p+CycleGAN", "r+p2p", "ours")
 # File-system names of the conditions (and accepted spellings on the command line).
 SLUGS = {"none": "none", "p+CycleGAN": "p_cyclegan", "r+p2p": "r_p2p", "ours": "ours"}
 PRESETS = ("full", "smoke")
+# Segmenter families; "unet" first (the default, and the paper's first model).
+FAMILIES = ("unet", "stardist")
 
 
 def parse_condition(name: str) -> str:
@@ -130,7 +135,11 @@ class ExperimentConfig:
         max_val_images, max_test_images: use only the first N validation / test images
             (0 = all); the smoke preset uses this to stay fast.
         extra_eval: (name, folder) pairs scored like the test set, never used for selection.
-        segmenter: the segmenter's training config (its `seed` is replaced per cell).
+        segmenter: the U-Net segmenter's training config (its `seed` is replaced per cell).
+        segmenter_family: which segmenter the cells train: "unet" (`segmenter`) or "stardist"
+            (`stardist`). Runs of both families can share a workdir (the same real subsets,
+            generators and synthetic data); their cells live apart (`runner.cell_dir`).
+        stardist: the StarDist segmenter's training config (its `seed` is replaced per cell).
         gan: generator training settings.
         elastic_alpha: r+p2p: largest displacement (px) of the elastic deformation of real masks.
         elastic_sigma: r+p2p: smoothness (Gaussian sigma, px) of the displacement field.
@@ -152,6 +161,8 @@ class ExperimentConfig:
     max_test_images: int = 0
     extra_eval: tuple[tuple[str, str], ...] = ()
     segmenter: SegmentTrainConfig = SegmentTrainConfig()
+    segmenter_family: str = "unet"
+    stardist: StardistTrainConfig = StardistTrainConfig()
     gan: GanSettings = GanSettings()
     elastic_alpha: float = 6.0
     elastic_sigma: float = 16.0
@@ -175,11 +186,17 @@ class ExperimentConfig:
             raise ValueError(f"`seeds` must be distinct ints >= 0. Received: seeds={self.seeds}")
         if self.n_synthetic < 1:
             raise ValueError(f"`n_synthetic` must be >= 1. Received: n_synthetic={self.n_synthetic}")
-        ndim = self.segmenter.ndim
+        if self.segmenter_family not in FAMILIES:
+            raise ValueError(
+                f"`segmenter_family` must be one of {FAMILIES}. "
+                f"Received: segmenter_family={self.segmenter_family!r}"
+            )
+        ndim = self.ndim
         if len(self.synth_shape) != ndim or self.gan.ndim != ndim:
+            field = "segmenter" if self.segmenter_family == "unet" else "stardist"
             raise ValueError(
                 "The segmenter patch, the GAN patch and the synthetic canvas must have the same ndim. "
-                f"Received: segmenter.patch_shape={self.segmenter.patch_shape}, "
+                f"Received: {field}.patch_shape={self.segmenter_config.patch_shape}, "
                 f"gan.patch_shape={self.gan.patch_shape}, synth_shape={self.synth_shape}"
             )
         divisor = 2**self.gan.depth
@@ -207,8 +224,13 @@ class ExperimentConfig:
             )
 
     @property
+    def segmenter_config(self) -> SegmentTrainConfig | StardistTrainConfig:
+        """The training config of the chosen `segmenter_family`."""
+        return self.segmenter if self.segmenter_family == "unet" else self.stardist
+
+    @property
     def ndim(self) -> int:
-        return self.segmenter.ndim
+        return self.segmenter_config.ndim
 
 
 def full_preset(data_root: str, workdir: str) -> ExperimentConfig:
@@ -224,6 +246,14 @@ def full_preset(data_root: str, workdir: str) -> ExperimentConfig:
     per step and 1.2 s per 520x696 prediction, so ~15 CPU-min per cell (12 cells); CycleGAN
     stages ~0.7 s per step (3 runs), pix2pix far less; synthesis ~20 min. About 5 CPU-hours,
     i.e. roughly 3-4 h on 2 idle cores.
+
+    StarDist (`segmenter_family="stardist"`): StarDist's default 2D network (U-Net backbone,
+    32 base filters, depth 3; 32 rays, grid 2x2), 128x128 patches, batch 4, 1,000 steps at a
+    cosine-decayed lr 1e-3, validation every 250 steps, StarDist's default thresholds (0.5,
+    0.4). Measured on the shared 2-core machine: 0.51 CPU-s per step (0.21 with 16 filters),
+    ~15 CPU-s per validation of the 10 val images, so ~10 CPU-min of training per cell, plus
+    ~1.5 s per test image. Tuning the thresholds on val (`stardist.optimize_thresholds`) cost
+    ~4 more CPU-min per cell for +0.001 val instance F1 on the "none" cell, so it is off here.
     """
     return ExperimentConfig(
         data_root=data_root,
@@ -236,6 +266,18 @@ def full_preset(data_root: str, workdir: str) -> ExperimentConfig:
             eval_every=300,
             precision="float32",
         ),
+        stardist=StardistTrainConfig(
+            patch_shape=(128, 128),
+            batch_size=4,
+            steps=1000,
+            eval_every=250,
+            n_rays=32,
+            grid=(2, 2),
+            unet_n_filter_base=32,
+            unet_n_depth=3,
+            lr=1e-3,
+            optimize_thresholds=False,
+        ),
         gan=GanSettings(),
     )
 
@@ -244,7 +286,8 @@ def smoke_preset(data_root: str, workdir: str) -> ExperimentConfig:
     """Tiny everything: 2 real images, 64x64 patches, 3 GAN steps, 4 synthetic samples, 1 seed.
 
     It proves that every condition runs end to end and that the report is written; its
-    numbers mean nothing.
+    numbers mean nothing (StarDist, without batch norm, finds no nucleus in 30 steps: its F1
+    is 0, where the U-Net's is visibly above 0).
     """
     return ExperimentConfig(
         data_root=data_root,
@@ -264,6 +307,18 @@ def smoke_preset(data_root: str, workdir: str) -> ExperimentConfig:
             eval_every=15,
             lr=5e-3,
             precision="float32",
+        ),
+        stardist=StardistTrainConfig(
+            patch_shape=(64, 64),
+            batch_size=4,
+            steps=30,
+            eval_every=15,
+            n_rays=16,
+            grid=(2, 2),
+            unet_n_filter_base=8,
+            unet_n_depth=2,
+            lr=5e-3,
+            optimize_thresholds=False,
         ),
         gan=GanSettings(
             patch_shape=(64, 64),

@@ -7,9 +7,13 @@ and object F1 at IoU 0.5 are summarized over seeds as mean ± sample standard de
 condition removed a tenth of the errors left without synthetic data, a negative value
 means it added errors.
 
+With several segmenter families (U-Net and StarDist, as the paper's Table I has U-Net and
+Mask R-CNN), each table gets one block of condition rows per family, its first row naming
+the model, and the error cut compares each condition with "none" of the same family.
+
 Charts are drawn with Pillow (matplotlib is not a dependency): grouped bars with error
 bars per amount (`bars.png`) and, with several amounts, instance F1 and the error cut
-against the amount (`gain_vs_amount.png`).
+against the amount (`gain_vs_amount.png`); one of each per family.
 """
 
 from __future__ import annotations
@@ -102,13 +106,19 @@ def _percent(value: float | None) -> str:
 
 def markdown_table(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], model: str) -> str:
     """Table I's layout for one amount: Model | Aug method | Pixel | Instance | Object F1 | error cut."""
+    return models_table({model: row}, conditions)
+
+
+def models_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]], conditions: Sequence[str]) -> str:
+    """Table I with one block of condition rows per model: {model name: row of `summarize`}."""
     header = ["Model", "Aug method", *(METRIC_LABELS[m] for m in METRICS), "Instance-F1 error cut vs none"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for i, condition in enumerate(conditions):
-        entry = row[condition]
-        cells = [model if i == 0 else "", condition, *(_cell(entry[m]) for m in METRICS)]
-        cells.append(_percent(entry["instance_error_cut"]))
-        lines.append("| " + " | ".join(cells) + " |")
+    for model, row in rows.items():
+        for i, condition in enumerate(conditions):
+            entry = row[condition]
+            cells = [model if i == 0 else "", condition, *(_cell(entry[m]) for m in METRICS)]
+            cells.append(_percent(entry["instance_error_cut"]))
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -141,6 +151,17 @@ def markdown_report(
     files: Mapping[str, str] | None = None,
 ) -> str:
     """The whole `table.md`: one Table I per evaluation set and amount, then gain vs amount."""
+    return models_report({model: summaries}, conditions, files)
+
+
+def models_report(
+    by_model: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    conditions: Sequence[str],
+    files: Mapping[str, str] | None = None,
+) -> str:
+    """`table.md` for one or more models: {model name: {eval set: summary}} (same sets and amounts)."""
+    several = len(by_model) > 1
+    first = next(iter(by_model.values()))
     lines = [
         "# Does synthetic data help? (nucgen-tf, paper Table I)",
         "",
@@ -150,21 +171,24 @@ def markdown_report(
         "with err = 1 - instance F1 (positive = fewer errors than without synthetic data).",
         "",
     ]
-    for eval_set, summary in summaries.items():
-        for amount, row in summary.items():
+    for eval_set, summary in first.items():
+        for amount in summary:
+            rows = {model: summaries[eval_set][amount] for model, summaries in by_model.items()}
+            note = _seeds_note({f"{m}/{c}": e for m, row in rows.items() for c, e in row.items()})
             lines += [
-                f"## {eval_set}: n_train = {amount} real images (seeds per condition: {_seeds_note(row)})",
+                f"## {eval_set}: n_train = {amount} real images (seeds per condition: {note})",
                 "",
-                markdown_table(row, conditions, model),
+                models_table(rows, conditions),
                 "",
             ]
         if len(summary) > 1:
-            lines += [
-                f"## {eval_set}: instance F1 vs training amount",
-                "",
-                amount_table(summary, conditions),
-                "",
-            ]
+            for model, summaries in by_model.items():
+                lines += [
+                    f"## {eval_set}: instance F1 vs training amount" + (f", {model}" if several else ""),
+                    "",
+                    amount_table(summaries[eval_set], conditions),
+                    "",
+                ]
     if files:
         lines += ["Files: " + ", ".join(f"`{name}`" for name in files.values()), ""]
     return "\n".join(lines)
@@ -371,62 +395,86 @@ def gain_chart(summary: Mapping[str, Mapping[str, Any]], conditions: Sequence[st
     return _stack(charts)
 
 
+def _family(cell: Mapping[str, Any]) -> str:
+    # Cells written before StarDist existed carry no family: they are U-Net cells.
+    return cell.get("segmenter_family", "unet")
+
+
 def write_report(
     out_dir: str | pathlib.Path,
     cells: Sequence[Mapping[str, Any]],
     conditions: Sequence[str],
     amounts: Sequence[int],
     eval_sets: Sequence[str] = ("test",),
-    model: str = "U-Net",
+    model: str | Mapping[str, str] = "U-Net",
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes `table.md`, `results.json`, `bars.png` (and `gain_vs_amount.png`) into `out_dir`.
 
     Args:
         out_dir: report folder.
-        cells: finished cells, each {"n_train", "condition", "seed", "evals": {set: {metric: value}}}.
+        cells: finished cells, each {"n_train", "condition", "seed", "evals": {set: {metric: value}}}
+            and, with several families, "segmenter_family" (default "unet").
         conditions: in table order.
         amounts: training amounts, in order.
         eval_sets: evaluation sets to report ("test" first; extra sets get their own tables).
-        model: the "Model" column.
+        model: the "Model" column: one name for all cells, or {family: name} to report each
+            family's cells as its own block of rows, in this order.
         meta: anything else to keep in the JSON (the config).
 
     Returns:
-        The JSON document (summary per set and amount, every cell, file names).
+        The JSON document: summary per set and amount (of the first model; every model's in
+        "summary_by_model"), every cell, file names.
     """
     out_dir = pathlib.Path(out_dir)
-    summaries = {s: summarize(cells, conditions, amounts, s) for s in eval_sets}
+    families = {None: model} if isinstance(model, str) else dict(model)
+    if not families:
+        raise ValueError(f"`model` needs at least one name. Received: model={model!r}")
+    order = list(families)
+    by_model = {
+        name: {
+            s: summarize([c for c in cells if family is None or _family(c) == family], conditions, amounts, s)
+            for s in eval_sets
+        }
+        for family, name in families.items()
+    }
+    several = len(by_model) > 1
     files = {"table": "table.md", "json": "results.json"}
-    test = summaries[eval_sets[0]]
-    charts = [
-        bar_chart(row, conditions, f"{eval_sets[0]}, n_train = {amount}")
-        for amount, row in test.items()
-        if any(row[c]["instance_f1"]["n"] for c in conditions)
-    ]
-    if charts:
-        io.write_png(out_dir / "bars.png", _stack(charts))
+    bars, gains = [], []
+    for name, summaries in by_model.items():
+        test = summaries[eval_sets[0]]
+        suffix = f", {name.split(' (')[0]}" if several else ""
+        finished = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
+        bars += [bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}") for a in finished]
+        if len(finished) > 1:
+            gains.append(gain_chart({a: test[a] for a in finished}, conditions))
+    if bars:
+        io.write_png(out_dir / "bars.png", _stack(bars))
         files["bars"] = "bars.png"
-    finished_amounts = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
-    if len(finished_amounts) > 1:
-        io.write_png(
-            out_dir / "gain_vs_amount.png", gain_chart({a: test[a] for a in finished_amounts}, conditions)
-        )
+    if gains:
+        io.write_png(out_dir / "gain_vs_amount.png", _stack(gains))
         files["gain_vs_amount"] = "gain_vs_amount.png"
-    text = markdown_report(summaries, conditions, model, files)
+    text = models_report(by_model, conditions, files)
     with io.atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+    def sort_key(c):
+        family_index = order.index(_family(c)) if None not in families and _family(c) in order else 0
+        return (family_index, c["n_train"], list(conditions).index(c["condition"]), c["seed"])
+
     document = {
-        "model": model,
+        "model": next(iter(by_model)),
+        "models": list(by_model),
         "conditions": list(conditions),
         "amounts": list(amounts),
         "eval_sets": list(eval_sets),
         "metrics": list(METRICS),
-        "summary": summaries,
-        "cells": sorted(
-            cells, key=lambda c: (c["n_train"], list(conditions).index(c["condition"]), c["seed"])
-        ),
+        "summary": next(iter(by_model.values())),
+        "cells": sorted(cells, key=sort_key),
         "files": files,
         "meta": dict(meta or {}),
     }
+    if several:
+        document["summary_by_model"] = by_model
     io.write_json(out_dir / "results.json", document)
     return document

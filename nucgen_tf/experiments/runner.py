@@ -1,20 +1,29 @@
 """The experiment loop: per training amount, per condition, per seed, one resumable cell.
 
-A cell trains the segmenter (`segment.training.train_segmenter`) on the real subset plus
-the condition's synthetic folder, with the same steps for every condition, selects the
-model on the validation set (`SegmentTrainConfig.select_on`), predicts the test set and
+A cell trains the segmenter of `config.segmenter_family` (the U-Net of
+`segment.training.train_segmenter`, or StarDist via `segment.stardist_family.train_stardist`)
+on the real subset plus the condition's synthetic folder, with the same steps for every
+condition, selects the model on the validation set (`select_on` of its config), predicts the test set and
 every `extra_eval` folder, scores them (`eval.evaluate_folders`, pooled over the images)
 and writes `result.json` atomically. A rerun skips cells with a result (scoring extra
 folders they lack) and resumes an interrupted cell from the segmenter's checkpoints. The
 report (`report.write_report`) is rewritten after every cell, so it always shows what is
 finished.
 
+Both families can share a workdir (the same real subsets, generators and synthetic data):
+`experiment.json` holds the common settings and one entry per family that has run there
+("segmenter" for the U-Net, as in workdirs written before StarDist existed, "stardist" for
+StarDist); a run must match the common settings and its own family's entry, and adds that
+entry on its family's first run. The report shows every family with finished cells, one
+block of rows per family (Table I's Model column).
+
 Workdir layout:
     experiment.json                 the settings of the first run; a rerun must match
     data/                           links: train_n<N>/, val/, test/ subsets
     gans/n<N>/                      GAN runs and models/ exports (see `conditions`)
     synthetic/n<N>/<condition>/     synthetic images/ + masks/
-    cells/n<N>/<condition>/seed<S>/ segmenter/, pred/<set>/, result.json
+    cells/n<N>/<condition>/seed<S>/ U-Net cells: segmenter/, pred/<set>/, result.json
+    cells/stardist/n<N>/<condition>/seed<S>/   StarDist cells, the same layout
     report/                         table.md, results.json, bars.png, gain_vs_amount.png
 """
 
@@ -24,6 +33,7 @@ import dataclasses
 import json
 import pathlib
 import time
+import types
 
 from absl import logging
 
@@ -31,22 +41,32 @@ from nucgen_tf import io
 from nucgen_tf.config import to_dict
 from nucgen_tf.experiments import conditions as cond
 from nucgen_tf.experiments import report
-from nucgen_tf.experiments.config import SLUGS, ExperimentConfig
+from nucgen_tf.experiments.config import FAMILIES, SLUGS, ExperimentConfig
 
 RESULT = "result.json"
 SETTINGS = "experiment.json"
 # Fields that may change between runs into the same workdir: they select cells, not results.
-_FREE_FIELDS = ("workdir", "conditions", "n_train", "seeds", "extra_eval")
+_FREE_FIELDS = ("workdir", "conditions", "n_train", "seeds", "extra_eval", "segmenter_family")
 _PATH_FIELDS = ("data_root", "models_dir", "ours_models", "rp2p_models", "pcyclegan_models")
+# The settings entry of each segmenter family in experiment.json (the U-Net's keeps its old name).
+FAMILY_KEYS = types.MappingProxyType({"unet": "segmenter", "stardist": "stardist"})
+# Cell folders below cells/ per family; the U-Net's are where they were before StarDist existed.
+_CELL_PREFIX = types.MappingProxyType({"unet": (), "stardist": ("stardist",)})
 
 
 def settings_record(config: ExperimentConfig) -> dict:
-    """What decides every cell's result; a rerun into the same workdir must not change it."""
+    """What decides every cell's result; a rerun into the same workdir must not change it.
+
+    The common settings plus the chosen family's segmenter config under its `FAMILY_KEYS`
+    entry; the other family's config is left out (it decides no cell of this run). For the
+    U-Net family this is exactly the record of workdirs written before StarDist existed.
+    """
     values = to_dict(config)
     for key in _PATH_FIELDS:  # the same folders, however the command line spelled them
         if values.get(key):
             values[key] = str(pathlib.Path(values[key]).resolve())
-    return {k: v for k, v in values.items() if k not in _FREE_FIELDS}
+    others = {key for family, key in FAMILY_KEYS.items() if family != config.segmenter_family}
+    return {k: v for k, v in values.items() if k not in _FREE_FIELDS and k not in others}
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:
@@ -63,28 +83,81 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 def check_workdir(config: ExperimentConfig) -> None:
     """Writes `experiment.json` on the first run; refuses a workdir made with other settings.
 
+    The common settings must match; so must the chosen family's entry if that family ran
+    here before. Otherwise (its first run in this workdir) the entry is added, and the other
+    family's entry, if any, is kept and not compared.
+
     Raises:
         io.DataError: the workdir's settings differ (names the file and the fields).
     """
     path = pathlib.Path(config.workdir) / SETTINGS
     record = settings_record(config)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        old, new = _flatten(saved), _flatten(record)
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-            raise io.DataError(
-                path,
-                f"this workdir holds results made with other settings ({details}). Use a new --workdir "
-                "(only conditions, n_train, seeds and extra_eval may change between runs).",
-            )
+    if not path.is_file():
+        io.write_json(path, record)
         return
-    io.write_json(path, record)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    own = FAMILY_KEYS[config.segmenter_family]
+    ignored = set(FAMILY_KEYS.values()) - {own}
+    if own not in saved:
+        ignored.add(own)  # this family's first run here: only the common settings must match
+    old = _flatten({k: v for k, v in saved.items() if k not in ignored})
+    new = _flatten({k: v for k, v in record.items() if k not in ignored})
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise io.DataError(
+            path,
+            f"this workdir holds results made with other settings ({details}). Use a new --workdir "
+            "(only conditions, n_train, seeds, extra_eval and the segmenter family may change between "
+            "runs).",
+        )
+    if own not in saved:
+        logging.info("%s: adding the %s segmenter settings (first %s run here)", path, own,
+                     config.segmenter_family)  # fmt: skip
+        io.write_json(path, {**saved, own: record[own]})
 
 
-def cell_dir(config: ExperimentConfig, n_train: int, condition: str, seed: int) -> pathlib.Path:
-    return pathlib.Path(config.workdir) / "cells" / f"n{n_train}" / SLUGS[condition] / f"seed{seed}"
+def cell_dir(
+    config: ExperimentConfig, n_train: int, condition: str, seed: int, family: str | None = None
+) -> pathlib.Path:
+    """`<workdir>/cells/[stardist/]n<N>/<condition>/seed<S>` of `family` (default: the config's)."""
+    family = config.segmenter_family if family is None else family
+    return pathlib.Path(config.workdir).joinpath(
+        "cells", *_CELL_PREFIX[family], f"n{n_train}", SLUGS[condition], f"seed{seed}"
+    )
+
+
+def family_api(family: str):
+    """(train, load, predict_folder) of a segmenter family, imported on demand.
+
+    Both families share the call shapes `train(train_dirs, val_dir, out_dir, config,
+    extra_dirs=...) -> model_dir`, `load(model_dir) -> segmenter` (with `.ndim` and `.meta`)
+    and `predict_folder(segmenter, data_dir, out_dir)`.
+    """
+    if family == "unet":
+        from nucgen_tf.segment.predict import load_segmenter, predict_folder
+        from nucgen_tf.segment.training import train_segmenter
+
+        return train_segmenter, load_segmenter, predict_folder
+    if family == "stardist":
+        from nucgen_tf.segment import stardist_family as sdf
+
+        return sdf.train_stardist, sdf.load_stardist, sdf.predict_folder
+    raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
+
+
+def family_of(segmenter) -> str:
+    """The family of a loaded segmenter ("unet" unless it says otherwise)."""
+    return getattr(segmenter, "family", "unet")
+
+
+def model_name(family: str, segmenter_config) -> str:
+    """The report's "Model" cell of a family's config."""
+    if family == "stardist":
+        from nucgen_tf.segment.stardist_family import model_name as stardist_name
+
+        return stardist_name(segmenter_config)
+    return report.model_name(segmenter_config)
 
 
 def _figures(pooled) -> dict:
@@ -104,8 +177,8 @@ def evaluate_segmenter(segmenter, folder: pathlib.Path, pred_dir: pathlib.Path) 
     """Predicts every image of a data folder and scores the labels pooled over the images."""
     from nucgen_tf.eval import pool
     from nucgen_tf.eval.evaluate import evaluate_folders
-    from nucgen_tf.segment.predict import predict_folder
 
+    _, _, predict_folder = family_api(family_of(segmenter))
     predict_folder(segmenter, folder, pred_dir)
     per_image = evaluate_folders(pred_dir, folder, ndim=segmenter.ndim)
     return _figures(pool(per_image.values()))
@@ -130,9 +203,8 @@ def run_cell(
     Returns:
         The cell's result (also in `<cell>/result.json`).
     """
-    from nucgen_tf.segment.predict import load_segmenter
-    from nucgen_tf.segment.training import train_segmenter
-
+    family = config.segmenter_family
+    train_segmenter, load_segmenter, _ = family_api(family)
     folder = cell_dir(config, amount.n_train, condition, seed)
     path = folder / RESULT
     sets = _eval_sets(config, test_dir)
@@ -147,7 +219,7 @@ def run_cell(
             io.write_json(path, result)
         return result
     started = time.perf_counter()
-    seg_config = dataclasses.replace(config.segmenter, seed=seed)
+    seg_config = dataclasses.replace(config.segmenter_config, seed=seed)
     model_dir = train_segmenter(
         [amount.train], val_dir, folder / "segmenter", seg_config, extra_dirs=[synthetic] if synthetic else ()
     )
@@ -164,6 +236,8 @@ def run_cell(
         "synthetic": None if synthetic is None else str(synthetic),
         "segmenter": str(model_dir),
         "seconds": {"train": trained - started, "evaluate": time.perf_counter() - trained},
+        "segmenter_family": family,
+        "model": model_name(family, seg_config),
         "segmenter_config": to_dict(seg_config),
     }
     io.write_json(path, result)
@@ -173,26 +247,59 @@ def run_cell(
     return result
 
 
-def _finished_cells(config: ExperimentConfig) -> list[dict]:
+def _finished_cells(config: ExperimentConfig, family: str | None = None) -> list[dict]:
+    """Results of the grid's finished cells of `family` (default: the config's)."""
+    family = config.segmenter_family if family is None else family
     cells = []
     for n_train in config.n_train:
         for condition in config.conditions:
             for seed in config.seeds:
-                path = cell_dir(config, n_train, condition, seed) / RESULT
+                path = cell_dir(config, n_train, condition, seed, family) / RESULT
                 if path.is_file():
-                    cells.append(json.loads(path.read_text(encoding="utf-8")))
+                    # Cells written before StarDist existed are U-Net cells without the field.
+                    cells.append({"segmenter_family": family, **json.loads(path.read_text(encoding="utf-8"))})
     return cells
 
 
+def _family_models(config: ExperimentConfig, cells_by_family: dict[str, list]) -> dict[str, str]:
+    """{family: model name} of the config's family and every other family with finished cells.
+
+    Another family's name comes from its entry in `experiment.json` (the settings its cells
+    were made with), else from this config.
+    """
+    from nucgen_tf.config import from_dict
+    from nucgen_tf.segment.config import SegmentTrainConfig
+    from nucgen_tf.segment.stardist_family import StardistTrainConfig
+
+    classes = {"unet": SegmentTrainConfig, "stardist": StardistTrainConfig}
+    path = pathlib.Path(config.workdir) / SETTINGS
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    models = {}
+    for family in FAMILIES:
+        if family != config.segmenter_family and not cells_by_family[family]:
+            continue
+        own = getattr(config, FAMILY_KEYS[family])
+        if family != config.segmenter_family and FAMILY_KEYS[family] in saved:
+            try:
+                own = from_dict(classes[family], saved[FAMILY_KEYS[family]])
+            except (TypeError, ValueError) as err:
+                logging.warning("%s: unreadable %s entry (%s); naming the model from this run's config",
+                                path, FAMILY_KEYS[family], err)  # fmt: skip
+        models[family] = model_name(family, own)
+    return models
+
+
 def write_report(config: ExperimentConfig) -> dict:
-    """Rewrites `<workdir>/report/` from every finished cell of the config's grid."""
+    """Rewrites `<workdir>/report/` from every finished cell of the config's grid, all families."""
+    cells_by_family = {family: _finished_cells(config, family) for family in FAMILIES}
+    models = _family_models(config, cells_by_family)
     return report.write_report(
         pathlib.Path(config.workdir) / "report",
-        _finished_cells(config),
+        [cell for family in models for cell in cells_by_family[family]],
         conditions=config.conditions,
         amounts=config.n_train,
         eval_sets=("test", *(name for name, _ in config.extra_eval)),
-        model=report.model_name(config.segmenter),
+        model=models,
         meta={"config": to_dict(config), "settings_file": str(pathlib.Path(config.workdir) / SETTINGS)},
     )
 
@@ -214,10 +321,10 @@ def run_experiment(config: ExperimentConfig) -> dict:
     total = len(config.n_train) * len(config.conditions) * len(config.seeds)
     done = len(_finished_cells(config))
     logging.info(
-        "experiment %s: %d cells (%d amounts x %d conditions x %d seeds), %d finished; %d segmenter "
+        "experiment %s: %d %s cells (%d amounts x %d conditions x %d seeds), %d finished; %d segmenter "
         "steps per cell; val %d images, test %d images",
-        root, total, len(config.n_train), len(config.conditions), len(config.seeds), done,
-        config.segmenter.steps, len(io.list_pairs(val_dir)), len(io.list_pairs(test_dir)),
+        root, total, config.segmenter_family, len(config.n_train), len(config.conditions), len(config.seeds),
+        done, config.segmenter_config.steps, len(io.list_pairs(val_dir)), len(io.list_pairs(test_dir)),
     )  # fmt: skip
     started, computed, index = time.perf_counter(), 0, 0
     for n_train in config.n_train:

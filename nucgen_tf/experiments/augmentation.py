@@ -73,6 +73,12 @@ _FIELDS = {
     "stage3_steps": ("gan.stage3_steps", int),
     "pcyclegan_steps": ("gan.pcyclegan_steps", int),
     "gan_seed": ("gan.seed", int),
+    "seed_density": ("gan.seeds.density", float),
+    "seed_kinds": ("gan.seeds.kinds", tuple),
+    "cluster_radius": ("gan.seeds.cluster_radius", float),
+    "sparse_min_distance": ("gan.seeds.sparse_min_distance", float),
+    "crowded_min_distance": ("gan.seeds.crowded_min_distance", float),
+    "spacing": ("gan.spacing", lambda v: tuple(float(x) for x in v)),
     "stardist_rays": ("stardist.n_rays", int),
     "stardist_grid": ("stardist.grid", _INT_LIST),
     "stardist_anisotropy": ("stardist.anisotropy", _FLOAT_LIST),
@@ -190,6 +196,21 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("stage3_steps", None, f"Stage-3 (pix2pix) steps ({gan.stage3_steps}).", **fv)
     flags.DEFINE_integer("pcyclegan_steps", None, f"p+CycleGAN steps ({gan.pcyclegan_steps}).", **fv)
     flags.DEFINE_integer("gan_seed", None, f"Seed of the GAN runs and synthetic samples ({gan.seed}).", **fv)
+    seeds = gan.seeds
+    flags.DEFINE_float(
+        "seed_density", None, f"Stage 1: seeds per 10,000 pixels or physical units ({seeds.density}).", **fv
+    )
+    flags.DEFINE_list("seed_kinds", None, f"Stage 1: seed arrangements ({list(seeds.kinds)}).", **fv)
+    flags.DEFINE_float(
+        "cluster_radius", None, f"Stage 1: sigma of clustered seeds ({seeds.cluster_radius}).", **fv
+    )
+    flags.DEFINE_float(
+        "sparse_min_distance", None, f"Stage 1: sparse hard core ({seeds.sparse_min_distance}).", **fv
+    )
+    flags.DEFINE_float(
+        "crowded_min_distance", None, f"Stage 1: crowded hard core ({seeds.crowded_min_distance}).", **fv
+    )
+    flags.DEFINE_list("spacing", None, "Physical pixel size per axis, e.g. 2,1,1 (stage-1 seeds).", **fv)
 
 
 def config_from_flags(f: flags.FlagValues = flags.FLAGS):

@@ -12,6 +12,12 @@ r + p2p: real training masks under geometric transforms (random crop to the canv
 (our stage 3, trained on the real pairs), giving new aligned pairs whose nucleus shapes and
 arrangements are those of the real masks.
 
+3D: both work on any ndim. On an anisotropic grid (a Z step coarser than the XY pixel,
+as in BBBC024 and the phantom3d set) the relative pixel size is fitted to the real masks
+(`phantoms.polygons.fit_spacing`; () on isotropic data such as BBBC039), so parametric
+nuclei are flattened along Z like the real ones and the elastic field is smooth and strong
+in physical units, not in pixels.
+
 Both write the layout every other tool reads (`images/<name>.tif` uint16 on the training
 data's intensity scale + `masks/<name>.tif`), one file pair per sample, atomically, so a
 rerun skips finished samples. Sample i draws from numpy SeedSequence([seed, i, stream]).
@@ -34,7 +40,7 @@ from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, from_dict, t
 from nucgen_tf.data import normalize as nz
 from nucgen_tf.data import sources
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, polygon_labels
+from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
 from nucgen_tf.trainers.config import TrainConfig
 
 PathLike = str | pathlib.Path
@@ -83,8 +89,12 @@ def real_labels(data: PathLike) -> list[np.ndarray]:
 
 
 def fitted_polygons(data: PathLike, shape: Sequence[int], min_gap: int = 1) -> PolygonConfig:
-    """Parametric mask settings fitted to the real masks of `data`, on a canvas of `shape`."""
-    return fit_polygon_config(real_labels(data), shape, min_gap=min_gap)
+    """Parametric mask settings fitted to the real masks of `data`, on a canvas of `shape`.
+
+    Sizes, counts and the grid's anisotropy (`fit_spacing`) all come from the real masks.
+    """
+    labels = real_labels(data)
+    return fit_polygon_config(labels, shape, min_gap=min_gap, spacing=fit_spacing(labels))
 
 
 def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Generator) -> np.ndarray:
@@ -321,22 +331,55 @@ def generate_polygon_cyclegan(
     return out
 
 
-def elastic_labels(labels: np.ndarray, alpha: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+def elastic_displacement(
+    shape: Sequence[int],
+    alpha: float,
+    sigma: float,
+    rng: np.random.Generator,
+    spacing: Sequence[float] | None = None,
+) -> list[np.ndarray]:
+    """The random displacement field of `elastic_labels`, one (*shape) array in pixels per axis.
+
+    Along each axis: white noise smoothed by a Gaussian of `sigma`, scaled so that its largest
+    magnitude is `alpha`, both in physical units (pixels times `spacing`; pixels without it).
+    On a grid with a coarse Z step the field is as smooth and as strong in space as along X,
+    i.e. spans and moves fewer pixels along Z.
+    """
+    shape = tuple(int(s) for s in shape)
+    size = np.asarray(spacing, np.float64) if spacing else np.ones(len(shape))
+    if size.shape != (len(shape),) or not np.all(size > 0):
+        raise ValueError(
+            f"`spacing` must be {len(shape)} positive numbers (one per axis of shape {shape}). "
+            f"Received: spacing={spacing}"
+        )
+    smooth = tuple(float(sigma / s) for s in size)
+    fields = []
+    for axis in range(len(shape)):
+        field = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, shape), smooth, mode="reflect")
+        field *= alpha / size[axis] / max(float(np.abs(field).max()), 1e-12)
+        fields.append(field)
+    return fields
+
+
+def elastic_labels(
+    labels: np.ndarray,
+    alpha: float,
+    sigma: float,
+    rng: np.random.Generator,
+    spacing: Sequence[float] | None = None,
+) -> np.ndarray:
     """Elastic deformation of a label mask (Simard et al. 2003), any ndim, nearest-neighbour.
 
-    The displacement along each axis is white noise smoothed by a Gaussian of `sigma` px and
-    scaled so that its largest magnitude is `alpha` px. Each label keeps its largest
-    face-connected piece (a fold can cut off a sliver) and labels are made consecutive.
+    The displacement is `elastic_displacement` (`alpha`, `sigma` physical with `spacing`).
+    Each label keeps its largest face-connected piece (a fold can cut off a sliver) and labels
+    are made consecutive.
     """
     labels = np.asarray(labels)
     if alpha == 0 or labels.max(initial=0) == 0:
         return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+    fields = elastic_displacement(labels.shape, alpha, sigma, rng, spacing)
     grid = np.meshgrid(*(np.arange(s, dtype=np.float64) for s in labels.shape), indexing="ij")
-    coords = []
-    for axis_grid in grid:
-        field = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, labels.shape), sigma, mode="reflect")
-        field *= alpha / max(float(np.abs(field).max()), 1e-12)
-        coords.append(axis_grid + field)
+    coords = [axis_grid + field for axis_grid, field in zip(grid, fields)]
     warped = ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0).astype(np.int32)
     structure = ndimage.generate_binary_structure(warped.ndim, 1)
     for index, window in enumerate(ndimage.find_objects(warped)):
@@ -351,11 +394,17 @@ def elastic_labels(labels: np.ndarray, alpha: float, sigma: float, rng: np.rando
 
 
 def transformed_mask(
-    labels: np.ndarray, shape: Sequence[int], alpha: float, sigma: float, rng: np.random.Generator
+    labels: np.ndarray,
+    shape: Sequence[int],
+    alpha: float,
+    sigma: float,
+    rng: np.random.Generator,
+    spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """A random crop (zero-padded where the mask is smaller) of `shape`, flipped along random
     axes, rotated by a random multiple of 90 degrees in YX (square YX only) and elastically
-    deformed; labels consecutive."""
+    deformed (`alpha`, `sigma` physical with `spacing`, see `elastic_labels`); labels
+    consecutive."""
     labels = np.asarray(labels)
     shape = tuple(int(s) for s in shape)
     if labels.ndim != len(shape):
@@ -370,7 +419,7 @@ def transformed_mask(
             crop = np.flip(crop, axis)
     if shape[-1] == shape[-2]:
         crop = np.rot90(crop, int(rng.integers(4)), axes=(-2, -1))
-    return elastic_labels(np.ascontiguousarray(crop), alpha, sigma, rng)
+    return elastic_labels(np.ascontiguousarray(crop), alpha, sigma, rng, spacing)
 
 
 def generate_real_pix2pix(
@@ -382,6 +431,7 @@ def generate_real_pix2pix(
     seed: int = 0,
     alpha: float = 6.0,
     sigma: float = 16.0,
+    spacing: Sequence[float] | None = None,
 ) -> pathlib.Path:
     """Writes `n` (image, mask) pairs: transformed real masks through the pix2pix generator.
 
@@ -396,6 +446,8 @@ def generate_real_pix2pix(
         shape: canvas shape (a multiple of the generator's divisor).
         seed: base seed.
         alpha, sigma: elastic deformation (see `elastic_labels`).
+        spacing: physical pixel size per axis for the elastic field; None fits it to the
+            real masks (`fit_spacing`: () on isotropic data).
 
     Returns:
         `out`.
@@ -403,13 +455,15 @@ def generate_real_pix2pix(
     out = pathlib.Path(out)
     generator = _ImageGenerator(model_dir)
     masks = real_labels(data)
+    spacing = fit_spacing(masks) if spacing is None else tuple(spacing)
     todo = [i for i in range(n) if not _done(out, _sample_name(i))]
     logging.info(
-        "r+p2p: %d of %d samples to generate in %s from %d real masks", len(todo), n, out, len(masks)
-    )
+        "r+p2p: %d of %d samples to generate in %s from %d real masks (spacing %s)",
+        len(todo), n, out, len(masks), spacing or "isotropic",
+    )  # fmt: skip
     for i in todo:
         rng = np.random.default_rng([seed, i, _RP2P_STREAM])
-        labels = transformed_mask(masks[i % len(masks)], shape, alpha, sigma, rng)
+        labels = transformed_mask(masks[i % len(masks)], shape, alpha, sigma, rng, spacing)
         image = generator.image(colored_mask(labels, generator.render, rng))
         _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
     return out

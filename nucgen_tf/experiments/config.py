@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig
+from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.models.segmenters import SegmenterConfig
 from nucgen_tf.segment.config import SegmentTrainConfig
@@ -76,9 +76,12 @@ class GanSettings:
     precision: str = "mixed"
     checkpoint_every: int = 500
     seed: int = 0
+    seeds: SeedConfig = SeedConfig()
+    spacing: tuple[float, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "patch_shape", tuple(int(s) for s in self.patch_shape))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         for name in ("stage1_steps", "stage2_steps", "stage3_steps", "pcyclegan_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
@@ -104,6 +107,8 @@ class GanSettings:
             patch=PatchConfig(patch_shape=self.patch_shape, batch_size=self.batch_size, seed=self.seed),
             render=RenderConfig(),
             norm=NormConfig(),
+            seeds=self.seeds,
+            spacing=self.spacing,
             train=TrainConfig(
                 steps=steps,
                 lr=self.pix2pix_lr if stage == 3 else self.lr,

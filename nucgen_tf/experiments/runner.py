@@ -38,7 +38,7 @@ import types
 from absl import logging
 
 from nucgen_tf import io
-from nucgen_tf.config import to_dict
+from nucgen_tf.config import SeedConfig, to_dict
 from nucgen_tf.experiments import conditions as cond
 from nucgen_tf.experiments import report
 from nucgen_tf.experiments.config import FAMILIES, SLUGS, ExperimentConfig
@@ -62,6 +62,9 @@ def settings_record(config: ExperimentConfig) -> dict:
     U-Net family this is exactly the record of workdirs written before StarDist existed.
     """
     values = to_dict(config)
+    if config.gan.seeds == SeedConfig() and not config.gan.spacing:
+        # Settings files written before GanSettings had seeds and spacing stay valid.
+        del values["gan"]["seeds"], values["gan"]["spacing"]
     for key in _PATH_FIELDS:  # the same folders, however the command line spelled them
         if values.get(key):
             values[key] = str(pathlib.Path(values[key]).resolve())
@@ -293,6 +296,7 @@ def write_report(config: ExperimentConfig) -> dict:
     """Rewrites `<workdir>/report/` from every finished cell of the config's grid, all families."""
     cells_by_family = {family: _finished_cells(config, family) for family in FAMILIES}
     models = _family_models(config, cells_by_family)
+    _write_galleries(config)
     return report.write_report(
         pathlib.Path(config.workdir) / "report",
         [cell for family in models for cell in cells_by_family[family]],
@@ -302,6 +306,16 @@ def write_report(config: ExperimentConfig) -> dict:
         model=models,
         meta={"config": to_dict(config), "settings_file": str(pathlib.Path(config.workdir) / SETTINGS)},
     )
+
+
+def _write_galleries(config: ExperimentConfig) -> None:
+    """`report/gallery_n<N>.png`: real training pairs next to each condition's synthetic pairs."""
+    from nucgen_tf.experiments import gallery
+
+    root = pathlib.Path(config.workdir)
+    for n_train in config.n_train:
+        if (root / "synthetic" / f"n{n_train}").is_dir() and (root / "data" / f"train_n{n_train}").is_dir():
+            gallery.write_gallery(root, n_train)
 
 
 def run_experiment(config: ExperimentConfig) -> dict:

@@ -46,6 +46,7 @@ from nucgen_tf.phantoms.polygons import (
     StarShape,
     equivalent_radii,
     fit_polygon_config,
+    fit_spacing,
     polygon_labels,
     random_star_shape,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "equivalent_radii",
     "example",
     "fit_polygon_config",
+    "fit_spacing",
     "fluorescence_image",
     "form_image",
     "measure_snr",

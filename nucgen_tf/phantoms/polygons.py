@@ -23,6 +23,10 @@ them. These are such masks, with one code path for any ndim:
   the nucleus (as in real fields of view) if at least `min_visible` of it stays visible.
   Each nucleus keeps only the face-connected piece holding most of it, and labels are
   1..N in placement order.
+- Anisotropy: with `spacing` (the physical size of a pixel per axis, e.g. (2, 1, 1) for a
+  Z step twice the XY pixel) shapes and radii are physical and each is digitized on the
+  anisotropic grid, so nuclei come out flattened along Z in pixels as real ones do.
+  `fit_spacing` estimates it from real masks.
 
 Every random choice comes from the one numpy Generator passed in, so a seed fixes the mask.
 """
@@ -62,11 +66,13 @@ def _check_range(name: str, value: Sequence[float], low: float) -> tuple[float, 
 class PolygonConfig:
     """Parametric nucleus masks on one canvas.
 
+    Lengths (radius) are physical: pixel units times `spacing`, pixel units along X.
+
     Attributes:
         shape: canvas, (Y, X) or (Z, Y, X) in pixels; fixes ndim.
         n_nuclei: (min, max) nuclei per canvas, drawn uniformly (inclusive). Fewer are placed,
             with a log line, when `max_tries` positions in a row fail for one nucleus.
-        radius: (min, max) equivalent radius in pixels (radius of the ball of equal volume).
+        radius: (min, max) equivalent radius (radius of the ball of equal physical volume).
         log_radius_mean: mean of log R of a log-normal size distribution truncated to
             `radius`; None draws R uniformly over `radius`.
         log_radius_std: standard deviation of log R.
@@ -83,6 +89,7 @@ class PolygonConfig:
             every nucleus whole inside it.
         min_visible: with `allow_cut`, the smallest visible fraction of a nucleus.
         max_tries: positions tried per nucleus before giving up on it.
+        spacing: physical size of a pixel per axis; () = isotropic (1 per axis).
     """
 
     shape: tuple[int, ...] = (256, 256)
@@ -98,12 +105,20 @@ class PolygonConfig:
     allow_cut: bool = True
     min_visible: float = 0.5
     max_tries: int = 100
+    spacing: tuple[float, ...] = ()
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.shape)
         object.__setattr__(self, "shape", shape)
         if len(shape) not in (2, 3) or min(shape) < 1:
             raise ValueError(f"`shape` must be 2 or 3 positive ints. Received: shape={self.shape}")
+        spacing = tuple(float(s) for s in self.spacing)
+        if spacing and (len(spacing) != len(shape) or not min(spacing) > 0):
+            raise ValueError(
+                f"`spacing` must be empty or {len(shape)} positive numbers (one per axis of shape={shape}). "
+                f"Received: spacing={self.spacing}"
+            )
+        object.__setattr__(self, "spacing", spacing)
         low, high = (int(v) for v in self.n_nuclei)
         if not 0 <= low <= high:
             raise ValueError(f"`n_nuclei` must satisfy 0 <= min <= max. Received: n_nuclei={self.n_nuclei}")
@@ -134,15 +149,20 @@ class PolygonConfig:
             raise ValueError(f"`min_visible` must be in (0, 1]. Received: min_visible={self.min_visible}")
         if self.max_tries < 1:
             raise ValueError(f"`max_tries` must be >= 1. Received: max_tries={self.max_tries}")
-        if not self.allow_cut and 2 * self.radius[0] + 1 > min(shape):
+        if not self.allow_cut and np.any(2 * self.radius[0] / self.voxel_size + 1 > np.asarray(shape)):
             raise ValueError(
                 "With allow_cut=False the smallest nucleus (diameter 2 * radius[0]) must fit in the canvas. "
-                f"Received: radius={self.radius}, shape={shape}"
+                f"Received: radius={self.radius}, shape={shape}, spacing={self.spacing}"
             )
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @property
+    def voxel_size(self) -> np.ndarray:
+        """(ndim,) physical size of a pixel per axis (ones when `spacing` is empty)."""
+        return np.asarray(self.spacing or (1.0,) * self.ndim, np.float64)
 
     @property
     def rays(self) -> int:
@@ -267,16 +287,22 @@ def draw_radius(config: PolygonConfig, rng: np.random.Generator) -> float:
     return float(rng.uniform(low, high))
 
 
-def _render(shape: StarShape, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    shape: StarShape, centre: np.ndarray, voxel_size: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(lo corner (ndim,) int, boolean mask on its tight window) of the shape centred at `centre`.
 
-    Digitizing can cut a thin spike off a star-convex shape; only the largest piece is kept.
+    `centre` is in pixels, the shape in physical units (`voxel_size` per pixel and axis, default
+    1). Digitizing can cut a thin spike off a star-convex shape; only the largest piece is kept.
     """
-    reach = shape.reach
+    size = np.ones(len(centre)) if voxel_size is None else np.asarray(voxel_size, np.float64)
+    reach = shape.reach / size
     lo = np.floor(centre - reach).astype(np.int64) - 1
     hi = np.ceil(centre + reach).astype(np.int64) + 1
     axes = [
-        (np.arange(lo[d], hi[d] + 1) - centre[d]).reshape((1,) * d + (-1,) + (1,) * (len(lo) - d - 1))
+        ((np.arange(lo[d], hi[d] + 1) - centre[d]) * size[d]).reshape(
+            (1,) * d + (-1,) + (1,) * (len(lo) - d - 1)
+        )
         for d in range(len(lo))
     ]
     mask = _largest_piece(shape.gauge(np.stack(np.broadcast_arrays(*axes))) <= 1.0)
@@ -314,7 +340,7 @@ def polygon_labels(config: PolygonConfig, rng: np.random.Generator) -> np.ndarra
     for index in range(target):
         shape = random_star_shape(ndim, draw_radius(config, rng), config, rng)
         # Rendered once at a random sub-pixel offset, then moved by whole pixels per try.
-        offset, mask = _render(shape, rng.uniform(0.0, 1.0, size=ndim))
+        offset, mask = _render(shape, rng.uniform(0.0, 1.0, size=ndim), config.voxel_size)
         full = int(np.count_nonzero(mask))
         if config.allow_cut:
             low, high = np.zeros(ndim, np.int64), canvas - 1
@@ -360,16 +386,22 @@ def polygon_labels(config: PolygonConfig, rng: np.random.Generator) -> np.ndarra
     return labels
 
 
-def equivalent_radii(labels: np.ndarray, exclude_border: bool = True, min_size: int = 1) -> np.ndarray:
+def equivalent_radii(
+    labels: np.ndarray,
+    exclude_border: bool = True,
+    min_size: int = 1,
+    spacing: Sequence[float] | None = None,
+) -> np.ndarray:
     """Equivalent radius (ball of equal area / volume) of every instance of a label mask.
 
     Args:
         labels: (*spatial) int labels, 0 = background.
         exclude_border: leave out instances touching the border (their size is cut).
         min_size: leave out instances with fewer pixels.
+        spacing: physical size of a pixel per axis (None or empty = 1).
 
     Returns:
-        (N,) float64 radii in pixels, in label order.
+        (N,) float64 radii in physical units (pixels without `spacing`), in label order.
     """
     labels = np.asarray(labels)
     ndim = labels.ndim
@@ -380,7 +412,54 @@ def equivalent_radii(labels: np.ndarray, exclude_border: bool = True, min_size: 
         for axis in range(ndim):
             for side in (0, -1):
                 keep[np.take(labels, side, axis=axis)] = False
-    return (sizes[keep] / unit_ball_volume(ndim)) ** (1.0 / ndim)
+    volume = float(np.prod(spacing)) if spacing else 1.0
+    return (sizes[keep] * volume / unit_ball_volume(ndim)) ** (1.0 / ndim)
+
+
+def fit_spacing(
+    label_images: Iterable[np.ndarray], min_size: int = 25, tolerance: float = 0.1
+) -> tuple[float, ...]:
+    """The relative pixel size per axis that makes the real nuclei round on average.
+
+    Nuclei lie in every orientation, so in physical space their spread is on average the
+    same along every axis; a coarse Z step shows up as nuclei narrower along Z in pixels.
+    Pooled over the instances not touching the border, the spread along axis d is
+    v_d = mean over nuclei of the variance of their pixel coordinates along d (+ 1/12 for
+    the pixel's own extent), and the fitted size of a pixel along d is sqrt(v_X / v_d), X
+    being the last axis (so X = 1, as in `PhantomConfig.spacing`).
+
+    Args:
+        label_images: real (*spatial) label masks, all of one ndim.
+        min_size: instances with fewer pixels are ignored.
+        tolerance: if every axis is within this relative distance of 1, the grid is taken
+            as isotropic and () is returned (2D microscopy pixels are square).
+
+    Returns:
+        () for an isotropic grid, else (ndim,) sizes (e.g. about (2, 1, 1) on the phantom3d
+        set, whose Z step is twice its XY pixel). Also () when no instance qualifies.
+    """
+    sums, count, ndim = None, 0, None
+    for labels in label_images:
+        labels = np.asarray(labels)
+        if ndim is None:
+            ndim = labels.ndim
+        elif labels.ndim != ndim:
+            raise ValueError(f"Label images must share one ndim ({ndim}). Received: shape={labels.shape}")
+        for index, window in enumerate(ndimage.find_objects(labels)):
+            if window is None or any(w.start == 0 or w.stop == n for w, n in zip(window, labels.shape)):
+                continue
+            coords = np.nonzero(labels[window] == index + 1)
+            if len(coords[0]) < max(min_size, 2):
+                continue
+            spread = np.asarray([np.var(c) + 1.0 / 12.0 for c in coords])
+            sums = spread if sums is None else sums + spread
+            count += 1
+    if not count:
+        return ()
+    sizes = np.sqrt(sums[-1] / sums)
+    if np.all(np.abs(sizes - 1.0) <= tolerance):
+        return ()
+    return tuple(float(s) for s in sizes)
 
 
 def fit_polygon_config(
@@ -388,12 +467,14 @@ def fit_polygon_config(
     shape: Sequence[int],
     min_size: int = 25,
     percentiles: tuple[float, float] = (2.0, 98.0),
+    spacing: Sequence[float] | None = None,
     **overrides,
 ) -> PolygonConfig:
     """A `PolygonConfig` whose sizes and counts follow real label masks.
 
     Sizes: log-normal fit (mean and std of log R) of the equivalent radii of the real
-    instances not touching the border, truncated to the `percentiles` of those radii.
+    instances not touching the border, truncated to the `percentiles` of those radii;
+    physical radii when `spacing` is given (e.g. from `fit_spacing`), which the config keeps.
     Counts: the 10th and 90th percentiles of the real images' nuclei per pixel, times the
     canvas size (at least 0 and 1).
 
@@ -403,6 +484,7 @@ def fit_polygon_config(
         min_size: instances smaller than this many pixels are ignored (BBBC039's own
             pipeline drops objects < 25 px).
         percentiles: the truncation range of the size distribution.
+        spacing: physical size of a pixel per axis (None or empty = isotropic).
         **overrides: any other `PolygonConfig` field.
 
     Raises:
@@ -417,7 +499,7 @@ def fit_polygon_config(
                 f"Label images must have {len(shape)} axes like `shape`. "
                 f"Received: labels shape={labels.shape}"
             )
-        radii.append(equivalent_radii(labels, exclude_border=True, min_size=min_size))
+        radii.append(equivalent_radii(labels, exclude_border=True, min_size=min_size, spacing=spacing))
         sizes = np.bincount(labels.ravel())[1:]
         densities.append(np.count_nonzero(sizes >= min_size) / labels.size)
     if not densities:
@@ -438,6 +520,7 @@ def fit_polygon_config(
         "radius": (float(low), float(high)),
         "log_radius_mean": float(logs.mean()),
         "log_radius_std": float(logs.std()),
+        "spacing": tuple(float(s) for s in spacing) if spacing else (),
     }
     values.update(overrides)
     return PolygonConfig(**values)

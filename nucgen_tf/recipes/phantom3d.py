@@ -6,22 +6,26 @@ setting a train split of 12 volumes and a test split of 108 volumes of 20 nuclei
 paper's 240 and 2,160 instances), clustering probability cycling over 0 / 0.25 / 0.5 / 0.75
 by volume index. It is NOT BBBC024: shapes, textures and noise come from
 `nucgen_tf.phantoms` (see data/README.md for the model and where each value comes from).
+BBBC024 has no validation split; `n_val` (default 0) adds one drawn the same way, for
+experiments that select models on held-out volumes (the 3D augmentation experiment uses
+``--n_val=12``) without taking any of the paper's 12 training volumes away.
 
 Writes the layout every nucgen tool reads::
 
-    <out>/{high,low}/{train,test}/images/<name>.tif   uint16 (Z, Y, X), zlib TIFF
-    <out>/{high,low}/{train,test}/masks/<name>.tif    uint16 instance labels 1..N, zlib TIFF
+    <out>/{high,low}/{train,val,test}/images/<name>.tif   uint16 (Z, Y, X), zlib TIFF
+    <out>/{high,low}/{train,val,test}/masks/<name>.tif    uint16 instance labels 1..N, zlib TIFF
     <out>/{high,low}/manifest.csv    split,name,shape,n_instances,clustering,snr_measured,touching_fraction
     <out>/phantom3d.json             every parameter, the seed, and how volume seeds derive from it
 
 Names are ``<split>_c<level>_<index>`` (e.g. ``test_c25_0005``). The high- and low-SNR images of a volume
 share its masks and texture. Volume ``index`` of split ``s`` uses
-``numpy.random.SeedSequence([seed, s, index])`` (train = 0, test = 1), so a volume does not
-depend on the split sizes, the chosen SNRs or any other volume; the same seed gives the same
-files. Writes are atomic and finished volumes are skipped, so a rerun resumes.
+``numpy.random.SeedSequence([seed, s, index])`` (train = 0, test = 1, val = 2), so a volume does
+not depend on the split sizes, the chosen SNRs or any other volume; the same seed gives the same
+files. Writes are atomic and finished volumes are skipped, so a rerun resumes. A val split may be
+added to a folder made without one (its train and test volumes do not change).
 
 Run: ``python -m nucgen_tf.recipes.phantom3d --out=DIR [--snr=high|low|both] [--seed=S]
-[--n_train=12] [--n_test=108]``.
+[--n_train=12] [--n_val=0] [--n_test=108]``.
 """
 
 from __future__ import annotations
@@ -48,9 +52,13 @@ from nucgen_tf.phantoms import (
 )
 
 DEFAULT_SEED = 24
-SPLITS = ("train", "test")
+# Splits in the order their seed streams were introduced: a volume's seed holds the split's
+# index here, so new splits go at the end (train and test volumes never change).
+SPLITS = ("train", "test", "val")
+# Order of the manifest rows and of generation.
+SPLIT_ORDER = ("train", "val", "test")
 SNR_CHOICES = ("high", "low", "both")
-DEFAULT_SIZES = {"train": 12, "test": 108}
+DEFAULT_SIZES = {"train": 12, "val": 0, "test": 108}
 MANIFEST_COLUMNS = (
     "split",
     "name",
@@ -86,6 +94,8 @@ def clustering_level(index: int) -> float:
 
 def volume_seed(seed: int, split: str, index: int) -> list[int]:
     """Entropy of volume ``index`` of ``split`` for ``numpy.random.SeedSequence``."""
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
     return [int(seed), SPLITS.index(split), int(index)]
 
 
@@ -106,18 +116,28 @@ def parameters(
     config: PhantomConfig,
     texture: TextureConfig,
     settings: dict[str, ImagingSetting],
+    n_val: int = 0,
 ) -> dict:
-    """Everything that determines the files, as plain JSON values (tuples become lists)."""
+    """Everything that determines the files, as plain JSON values (tuples become lists).
+
+    Without a val split the record is the one written before val splits existed, so old
+    folders stay valid.
+    """
     geometry = dataclasses.asdict(config)
     geometry.pop("clustering")
+    sizes = {"train": int(n_train), "test": int(n_test)}
+    volume_seed_rule = "numpy.random.SeedSequence([seed, split (train=0, test=1), index])"
+    if n_val:
+        sizes["val"] = int(n_val)
+        volume_seed_rule = "numpy.random.SeedSequence([seed, split (train=0, test=1, val=2), index])"
     record = {
         "dataset": "nucgen-tf phantom3d",
         "description": DESCRIPTION,
         "seed": int(seed),
-        "sizes": {"train": int(n_train), "test": int(n_test)},
+        "sizes": sizes,
         "clustering_levels": list(CLUSTERING_LEVELS),
         "clustering_rule": "volume i uses clustering_levels[i % 4]; its name is <split>_c<level %>_<i:04d>",
-        "volume_seed": "numpy.random.SeedSequence([seed, split (train=0, test=1), index])",
+        "volume_seed": volume_seed_rule,
         "geometry": geometry,
         "texture": dataclasses.asdict(texture),
         "snr_definition": SNR_DEFINITION,
@@ -147,6 +167,18 @@ def _row(split: str, name: str, image, labels, level: float) -> dict:
     }
 
 
+def _made_without_val(path: pathlib.Path, legacy: dict) -> bool:
+    """True when the record at `path` is `legacy`: this data set, made before it had a val split.
+
+    Adding a val split changes no train or test volume (see `volume_seed`), so such a folder
+    is extended rather than refused.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == legacy
+    except (OSError, ValueError):
+        return False  # missing: a fresh folder; unreadable: `io.check_record` says so
+
+
 def generate(
     out_dir: io.PathLike,
     snr: str | Sequence[str] = "both",
@@ -156,6 +188,7 @@ def generate(
     config: PhantomConfig | None = None,
     texture: TextureConfig | None = None,
     progress: bool = True,
+    n_val: int = DEFAULT_SIZES["val"],
 ) -> dict[str, list[dict]]:
     """Simulates the stand-in data set into ``out_dir`` (layout in the module docstring).
 
@@ -167,6 +200,7 @@ def generate(
         snr: "high", "low", "both", or a list of names in ``SNR_SETTINGS``.
         seed: data-set seed.
         n_train, n_test: volumes per split.
+        n_val: volumes of the val split (0 = none, as BBBC024).
         config: geometry; ``clustering`` is ignored (it cycles by volume). Default
             ``PhantomConfig()``: 32 x 128 x 128 voxels, spacing (2, 1, 1), 20 nuclei.
         texture: texture parameters (default ``TextureConfig()``).
@@ -178,7 +212,7 @@ def generate(
     Raises:
         DataError: ``out_dir`` holds phantoms made with other parameters.
     """
-    for key, value in (("n_train", n_train), ("n_test", n_test)):
+    for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if value < 0:
             raise ValueError(f"`{key}` must be >= 0. Received: {key}={value}")
     names = _snr_names(snr)
@@ -186,17 +220,19 @@ def generate(
     texture = TextureConfig() if texture is None else texture
     settings = dict(SNR_SETTINGS)
     out_dir = pathlib.Path(out_dir)
-    record = parameters(seed, n_train, n_test, config, texture, settings)
-    io.check_record(
-        out_dir / RECORD_NAME,
-        record,
-        "this folder holds phantoms made with other parameters",
-        "generate into an empty folder, or rerun with the same seed, sizes and shape",
-    )
+    record = parameters(seed, n_train, n_test, config, texture, settings, n_val=n_val)
+    legacy = parameters(seed, n_train, n_test, config, texture, settings)
+    if not (n_val and _made_without_val(out_dir / RECORD_NAME, legacy)):
+        io.check_record(
+            out_dir / RECORD_NAME,
+            record,
+            "this folder holds phantoms made with other parameters",
+            "generate into an empty folder, or rerun with the same seed, sizes and shape",
+        )
     io.write_json(out_dir / RECORD_NAME, record)
 
-    sizes = {"train": n_train, "test": n_test}
-    jobs = [(split, index) for split in SPLITS for index in range(sizes[split])]
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    jobs = [(split, index) for split in SPLIT_ORDER for index in range(sizes[split])]
     rows: dict[str, list[dict]] = {name: [] for name in names}
     n_skipped = 0
     for split, index in tqdm(jobs, desc="phantom3d", unit="volume", disable=not progress):
@@ -232,8 +268,9 @@ def generate(
     for s in names:
         io.write_csv(out_dir / s / "manifest.csv", rows[s], MANIFEST_COLUMNS)
     logging.info(
-        "phantom3d: %d train + %d test volumes for SNR %s in %s (%d already there).",
+        "phantom3d: %d train + %d val + %d test volumes for SNR %s in %s (%d already there).",
         n_train,
+        n_val,
         n_test,
         "/".join(names),
         out_dir,
@@ -243,7 +280,7 @@ def generate(
 
 
 def define_flags(flag_values: flags.FlagValues | None = None) -> None:
-    """Defines --out, --snr, --seed, --n_train, --n_test, --shape and --n_nuclei.
+    """Defines --out, --snr, --seed, --n_train, --n_val, --n_test, --shape and --n_nuclei.
 
     --out is not marked required (that would break flag parsing of other absl apps in the
     same process); :func:`main` checks it.
@@ -254,6 +291,12 @@ def define_flags(flag_values: flags.FlagValues | None = None) -> None:
     flags.DEFINE_integer("seed", DEFAULT_SEED, "Data-set seed; same seed -> identical files.", flag_values=fv)
     flags.DEFINE_integer(
         "n_train", DEFAULT_SIZES["train"], "Train volumes per SNR (12 x 20 = 240 nuclei).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "n_val",
+        DEFAULT_SIZES["val"],
+        "Val volumes per SNR (BBBC024 has none; the 3D experiment selects models on 12).",
+        flag_values=fv,
     )
     flags.DEFINE_integer(
         "n_test", DEFAULT_SIZES["test"], "Test volumes per SNR (108 x 20 = 2,160 nuclei).", flag_values=fv
@@ -277,7 +320,13 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as err:
         raise app.UsageError(f"Bad --shape/--n_nuclei: {err}") from err
     rows = generate(
-        values.out, values.snr, seed=values.seed, n_train=values.n_train, n_test=values.n_test, config=config
+        values.out,
+        values.snr,
+        seed=values.seed,
+        n_train=values.n_train,
+        n_test=values.n_test,
+        config=config,
+        n_val=values.n_val,
     )
     for name, table in rows.items():
         logging.info("%s SNR: %d volumes, %d nuclei.", name, len(table), sum(r["n_instances"] for r in table))

@@ -66,6 +66,10 @@ def test_table_and_plot(smoke):
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.shape[0] > 200 and pixels.shape[1] > 400
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # axes, text and bars, not a blank image
+    # Synthetic pairs next to real ones: a row for the real data and one per synthetic condition.
+    with Image.open(report / f"gallery_n{config.n_train[0]}.png") as image:
+        width, height = image.size
+    assert width > 4 * 64 and height > (1 + len(CONDITIONS) - 1) * 64
 
 
 def test_synthetic_folders(smoke):

@@ -180,6 +180,27 @@ def _tiffs_by_name(folder: pathlib.Path) -> dict[str, pathlib.Path]:
     return found
 
 
+def list_images(folder: PathLike) -> list[pathlib.Path]:
+    """The TIFFs of an image folder (or of a data folder's ``images/``), in name order.
+
+    Raises:
+        DataError: the folder is missing or holds no TIFF.
+    """
+    folder = pathlib.Path(folder)
+    if (folder / "images").is_dir():
+        folder = folder / "images"
+    if not folder.is_dir():
+        raise DataError(folder, "image folder not found")
+    paths = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in TIFF_SUFFIXES
+    )
+    if not paths:
+        raise DataError(folder, "empty folder: no *.tif or *.tiff files")
+    return paths
+
+
 def list_pairs(root: PathLike) -> list[ImagePair]:
     """Lists image/mask pairs in ``<root>/images/*.tif`` and ``<root>/masks/*.tif``.
 

@@ -472,3 +472,19 @@ def test_check_record_accepts_a_new_or_equal_folder_and_names_what_differs(tmp_p
     path.write_text("{not json")
     with pytest.raises(io.DataError, match="unreadable record"):
         io.check_record(path, record, "this folder differs", "use another")
+
+
+def test_list_images_takes_a_tiff_folder_or_a_data_folder(tmp_path):
+    from nucgen_tf import io as nio
+
+    nio.write_tiff(tmp_path / "images" / "b.tif", np.zeros((4, 4), np.uint16))
+    nio.write_tiff(tmp_path / "images" / "a.tiff", np.zeros((4, 4), np.uint16))
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    expected = [tmp_path / "images" / "a.tiff", tmp_path / "images" / "b.tif"]
+    assert nio.list_images(tmp_path) == expected
+    assert nio.list_images(tmp_path / "images") == expected
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(nio.DataError, match="empty folder"):
+        nio.list_images(tmp_path / "empty")
+    with pytest.raises(nio.DataError, match="not found"):
+        nio.list_images(tmp_path / "missing")

@@ -244,18 +244,7 @@ def predict_folder(
     Raises:
         nucgen_tf.io.DataError: the folder holds no TIFF, or an image is unreadable.
     """
-    images_dir = pathlib.Path(images_dir)
-    if (images_dir / "images").is_dir():
-        images_dir = images_dir / "images"
-    if not images_dir.is_dir():
-        raise io.DataError(images_dir, "image folder not found")
-    paths = sorted(
-        p
-        for p in images_dir.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in io.TIFF_SUFFIXES
-    )
-    if not paths:
-        raise io.DataError(images_dir, "empty folder: no *.tif or *.tiff files")
+    paths = io.list_images(images_dir)
     segmenter = model_dir if isinstance(model_dir, Segmenter) else load_segmenter(model_dir)
     out_dir = pathlib.Path(out_dir)
     written = []

@@ -22,6 +22,7 @@ from nucgen_tf.models.segmenters import SegmenterConfig
 from nucgen_tf.segment import predict as sp
 from nucgen_tf.segment import training
 from nucgen_tf.segment.config import InstanceConfig, SegmentTrainConfig
+from tests.helpers import write_disc_pairs
 
 TINY = SegmenterConfig(base_filters=4, depth=2)
 PATCH = {2: (32, 32), 3: (8, 32, 32)}
@@ -36,19 +37,7 @@ def _write_phantoms(root: pathlib.Path, ndim: int, seeds, shape, kind: str = "cl
 
 
 def _write_discs(root: pathlib.Path, seeds, shape=(96, 96), cell: int = 16) -> pathlib.Path:
-    """Phantom nuclei of radius 3.5-6 px on a jittered grid of 16 px cells: bright, never touching."""
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        axes = [np.arange(cell // 2, size, cell) for size in shape]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape))
-        grid = grid[rng.random(len(grid)) < 0.6]
-        centers = grid + rng.uniform(-2, 2, grid.shape)
-        labels = phantoms.ellipsoid_labels(
-            centers, shape, rng, radius_range=(3.5, 6.0), elongation=(1.0, 1.3)
-        )
-        io.write_tiff(root / "images" / f"d{seed:02d}.tif", phantoms.fluorescence_image(labels, rng))
-        io.write_labels(root / "masks" / f"d{seed:02d}.tif", labels)
-    return root
+    return write_disc_pairs(root, seeds, shape, cell, keep=0.6)
 
 
 def _smoke_config(ndim: int, steps: int = 2) -> SegmentTrainConfig:

@@ -19,6 +19,7 @@ from nucgen_tf import io, phantoms
 from nucgen_tf.eval import pool
 from nucgen_tf.eval.evaluate import evaluate_folders
 from nucgen_tf.segment import stardist_family as sdf
+from tests.helpers import write_disc_pairs
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +46,7 @@ def _tiny(ndim: int, **kw) -> sdf.StardistTrainConfig:
 
 
 def _write_discs(root: pathlib.Path, seeds, shape=(64, 64), cell: int = 16) -> pathlib.Path:
-    """Bright phantom nuclei of radius 3.5-6 px on a jittered grid (never touching)."""
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        axes = [np.arange(cell // 2, size, cell) for size in shape]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape))
-        grid = grid[rng.random(len(grid)) < 0.7]
-        centers = grid + rng.uniform(-2, 2, grid.shape)
-        labels = phantoms.ellipsoid_labels(
-            centers, shape, rng, radius_range=(3.5, 6.0), elongation=(1.0, 1.3)
-        )
-        io.write_tiff(root / "images" / f"d{seed:02d}.tif", phantoms.fluorescence_image(labels, rng))
-        io.write_labels(root / "masks" / f"d{seed:02d}.tif", labels)
-    return root
+    return write_disc_pairs(root, seeds, shape, cell, keep=0.7)
 
 
 # ----- config ---------------------------------------------------------------------------------

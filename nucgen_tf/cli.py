@@ -109,6 +109,11 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_integer("checkpoint_every", t.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_integer("log_every", t.log_every, "Steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", t.image_every, "Steps between TensorBoard image panels.")
+    flags.DEFINE_integer(
+        "max_skipped_steps",
+        t.max_skipped_steps,
+        "Stop after this many steps in a row with non-finite losses or gradients (single ones are skipped).",
+    )
     flags.DEFINE_enum(
         "precision",
         t.precision,
@@ -181,6 +186,7 @@ def stage_config_from_flags():
             checkpoint_every=f.checkpoint_every,
             log_every=f.log_every,
             image_every=f.image_every,
+            max_skipped_steps=f.max_skipped_steps,
             precision=f.precision,
             strategy=f.strategy,
             jit_compile=f.jit_compile,

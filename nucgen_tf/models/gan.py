@@ -20,9 +20,16 @@ over replicas of the local-mean gradients, i.e. the global-batch mean for equal 
 batches. This is what Keras' own `train_step` does (`scale_loss_for_distribution`). Trackers
 record the unscaled local means weighted by the local batch size.
 
+Non-finite steps: an update whose loss or gradients are not finite is applied as a zero
+gradient (no new information; Adam's momentum still decays), its losses are left out of the
+trackers and the "skipped_steps" tracker counts it, so one numerical glitch (seen as rare,
+non-reproducible NaN gradients in 3D CycleGAN runs on CPU) does not poison the weights; the
+training loop stops when such steps persist. The generators' fakes are made finite before
+they reach the image pool and the discriminators.
+
 Mixed precision: under "mixed_float16" `compile` wraps each optimizer in a
 `LossScaleOptimizer`; the loss is scaled inside the tape, `apply_gradients` unscales and
-skips non-finite steps. Every loss is computed in float32 and the networks' last layers are
+skips non-finite steps (the overflow steps of its loss-scale search are not counted). Every loss is computed in float32 and the networks' last layers are
 float32. "mixed_bfloat16" needs no loss scaling.
 
 Checkpoints: `tf.train.Checkpoint(model=gan)` captures the networks, both optimizers (after
@@ -55,6 +62,29 @@ def _in_channels(net: keras.Model) -> int:
 
 def _out_channels(net: keras.Model) -> int:
     return int(net.outputs[0].shape[-1])
+
+
+SKIPPED = "skipped_steps"
+
+
+def _all_finite(tensors) -> tf.Tensor:
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None])
+
+
+def _guard(optimizer, loss: tf.Tensor, grads: list) -> tuple[list, tf.Tensor]:
+    """(gradients, finite): all-zero gradients instead of non-finite ones.
+
+    A `LossScaleOptimizer` sees its gradients unchanged: it skips overflow steps itself and
+    needs them to lower its scale; there only the loss decides `finite`.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return grads, tf.reduce_all(tf.math.is_finite(loss))
+    finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(loss)), _all_finite(grads))
+    return [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads], finite
+
+
+def _finite_or_zero(x: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
 
 
 def _ndim(net: keras.Model) -> int:
@@ -140,6 +170,7 @@ class _GanBase(keras.Model):
         g_names, d_names = self._term_names()
         names = ("g_loss", *g_names, "d_loss", *d_names)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self._trackers[SKIPPED] = keras.metrics.Sum(name=SKIPPED)
 
     @property
     def metrics(self) -> list:
@@ -249,9 +280,15 @@ class _GanBase(keras.Model):
                 f"Call `{type(self).__name__}.compile(g_optimizer, d_optimizer)` before training."
             )
 
-    def _track(self, values: dict[str, tf.Tensor], batch_size: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _track(
+        self, values: dict[str, tf.Tensor], batch_size: tf.Tensor, finite: tf.Tensor | bool = True
+    ) -> dict[str, tf.Tensor]:
+        """Add a step's losses to the trackers; a non-finite step only counts as skipped."""
+        finite = tf.cast(finite, tf.float32)
         for name, value in values.items():
-            self._trackers[name].update_state(value, sample_weight=batch_size)
+            value = tf.where(finite > 0, value, tf.zeros_like(value))
+            self._trackers[name].update_state(value, sample_weight=batch_size * finite)
+        self._trackers[SKIPPED].update_state(1.0 - finite)
         return {m.name: m.result() for m in self.metrics}
 
     def _build_from_batch(self, batch: tuple[tf.Tensor, ...]) -> None:
@@ -288,18 +325,21 @@ class _GanBase(keras.Model):
             g_terms, fakes = self._generator_terms(batch, training=True)
             g_loss = self._generator_objective(g_terms)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas if replicas > 1 else g_loss)
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
+        g_grads, g_finite = _guard(self.g_optimizer, g_loss, tape.gradient(scaled, g_vars))
+        self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
 
-        fakes = tuple(tf.stop_gradient(f) for f in self._pool(fakes))
+        fakes = tuple(tf.stop_gradient(f) for f in self._pool(tuple(_finite_or_zero(f) for f in fakes)))
         d_vars = self.discriminator_variables
         with tf.GradientTape() as tape:
             d_terms = self._discriminator_terms(batch, fakes, training=True)
             d_loss = tf.add_n(list(d_terms.values()))
             scaled = self.d_optimizer.scale_loss(d_loss / replicas if replicas > 1 else d_loss)
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
+        d_grads, d_finite = _guard(self.d_optimizer, d_loss, tape.gradient(scaled, d_vars))
+        self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
 
         batch_size = tf.cast(tf.shape(batch[0])[0], tf.float32)
-        return self._track({"g_loss": g_loss, **g_terms, "d_loss": d_loss, **d_terms}, batch_size)
+        values = {"g_loss": g_loss, **g_terms, "d_loss": d_loss, **d_terms}
+        return self._track(values, batch_size, tf.logical_and(g_finite, d_finite))
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The training losses without updates; the discriminators see this step's fakes (no pool)."""

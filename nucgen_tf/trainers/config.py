@@ -28,6 +28,8 @@ class TrainConfig:
         strategy: tf.distribute strategy, see `runtime.make_strategy`.
         jit_compile: XLA-compile the train step.
         seed: seeds Keras, TensorFlow and the data pipeline.
+        max_skipped_steps: stop after this many steps in a row whose loss or gradients were
+            not finite (single ones are skipped, see `nucgen_tf.models.gan`).
     """
 
     steps: int = 10_000
@@ -42,9 +44,12 @@ class TrainConfig:
     strategy: str = "default"
     jit_compile: bool = False
     seed: int = 0
+    max_skipped_steps: int = 20
 
     def __post_init__(self):
-        for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every"):
+        for name in (
+            "steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every", "max_skipped_steps"
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
         if not self.lr > 0:

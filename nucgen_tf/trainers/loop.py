@@ -3,8 +3,10 @@
 A run lives in one workdir. Checkpoints (`tf.train.CheckpointManager`) hold the networks,
 both optimizers (so the learning-rate schedule, which reads `optimizer.iterations`), the step
 and the image pools with their random state. A restarted command restores the latest one and
-continues; a SIGTERM or Ctrl-C writes one more before it exits. A non-finite loss stops the run
-without overwriting the last good checkpoint.
+continues; a SIGTERM or Ctrl-C writes one more before it exits. The models skip a step whose
+loss or gradients are not finite (`nucgen_tf.models.gan`); the loop logs each skip, writes no
+checkpoint on a skipped step, and stops after `TrainConfig.max_skipped_steps` skipped steps in
+a row (or a non-finite logged loss) without overwriting the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
+from nucgen_tf.models.gan import SKIPPED
 from nucgen_tf.trainers.config import TrainConfig
 from nucgen_tf.trainers.summaries import Summaries
 
@@ -30,7 +33,7 @@ PanelFn = Callable[
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+    """Losses or gradients stayed NaN or Inf; the last good checkpoint is left untouched."""
 
 
 def _learning_rates(model) -> dict[str, float]:
@@ -100,6 +103,7 @@ def train_loop(
     bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step, last_saved = start, start
     tick, tick_step = time.perf_counter(), start
+    skipped_in_window, streak = 0.0, 0
     try:
         while step < config.steps:
             logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
@@ -108,6 +112,16 @@ def train_loop(
                 raise NonFiniteLossError(
                     f"non-finite loss at step {step + 1}: {bad}; training stopped, last good checkpoint: "
                     f"{manager.latest_checkpoint or 'none'}"
+                )
+            skipped_now = logs.get(SKIPPED, 0.0) > skipped_in_window
+            skipped_in_window = logs.get(SKIPPED, 0.0)
+            streak = streak + 1 if skipped_now else 0
+            if skipped_now:
+                logging.warning("step %d skipped: non-finite loss or gradients", step + 1)
+            if streak >= config.max_skipped_steps:
+                raise NonFiniteLossError(
+                    f"non-finite loss or gradients at {streak} steps in a row (steps {step + 2 - streak}-"
+                    f"{step + 1}); training stopped, last good checkpoint: {manager.latest_checkpoint or 'none'}"
                 )
             step = int(step_var.assign_add(1).numpy())
             bar.update(1)
@@ -121,14 +135,15 @@ def train_loop(
                 )
                 for metric in model.metrics:
                     metric.reset_state()
+                skipped_in_window = 0.0
             if step % config.image_every == 0 or step == config.steps:
                 for name, rows, titles in panel_fn(model, panel_batch):
                     summaries.panel(step, name, rows, titles, ndim)
-            if step % config.checkpoint_every == 0:
+            if step % config.checkpoint_every == 0 and not streak:
                 manager.save(checkpoint_number=step)
                 last_saved = step
     except (KeyboardInterrupt, _Terminate):
-        if step > last_saved:
+        if step > last_saved and not streak:
             logging.warning("interrupted at step %d: saving a checkpoint before exit", step)
             manager.save(checkpoint_number=step)
         raise

@@ -34,7 +34,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 GEN = GeneratorConfig(base_filters=8, depth=2)
 DISC = DiscriminatorConfig(base_filters=8, n_layers=2)
 SPATIAL = {2: (32, 32), 3: (8, 16, 16)}
-CYCLE_KEYS = {"g_loss", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b", "d_loss", "d_a", "d_b"}
+CYCLE_KEYS = {"g_loss", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b", "d_loss", "d_a", "d_b", "skipped_steps"}
 
 
 def _batch(shape, seed):
@@ -101,7 +101,7 @@ def test_pix2pix_step_and_test_step():
     data = (_batch((2, 32, 32, 4), 0), _batch((2, 32, 32, 1), 1))
     disc_before = _weights(model.discriminator)
     logs = model.train_step(data)
-    assert set(logs) == {"g_loss", "g_adv", "l1", "d_loss", "d_real", "d_fake"}
+    assert set(logs) == {"g_loss", "g_adv", "l1", "d_loss", "d_real", "d_fake", "skipped_steps"}
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert _changed(disc_before, model.discriminator)
     np.testing.assert_allclose(
@@ -198,6 +198,28 @@ def test_float16_policy_wraps_optimizers_in_loss_scaling(policy):
     opt = model.g_optimizer
     assert int(opt.iterations) == 1 or float(opt.dynamic_scale) < opt.initial_scale
     assert all(np.isfinite(w).all() for w in model.generator.get_weights())
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_non_finite_step_is_skipped_not_applied(ndim):
+    """NaN gradients must never reach the weights (one bad 3D CycleGAN step on CPU used to kill a run)."""
+    model = build_cyclegan(ndim, 1, 1, GEN, DISC, GanLossConfig(pool_size=2))
+    model.compile(_adam(), _adam())
+    a, b = _batch((1, *SPATIAL[ndim], 1), 0), _batch((1, *SPATIAL[ndim], 1), 1)
+    model.build([a.shape, b.shape])
+    before = {name: _weights(net) for name, net in model._networks().items()}
+    bad = a.copy()
+    bad[(0,) * (ndim + 2)] = np.nan
+    logs = model.train_step((bad, b))
+    assert float(logs["skipped_steps"]) == 1
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    # Fresh Adam moments + zero gradients: no weight moved, none became NaN.
+    assert not any(_changed(before[name], net) for name, net in model._networks().items())
+    assert np.isfinite(np.asarray(model.pool_b.images)).all()
+    logs = model.train_step((a, b))
+    assert float(logs["skipped_steps"]) == 1  # the good step is applied and counted as a loss
+    assert _changed(before["gen_ab"], model.gen_ab) and _changed(before["disc_b"], model.disc_b)
+    assert all(np.isfinite(w).all() for net in model._networks().values() for w in net.get_weights())
 
 
 _MIRRORED_SCRIPT = textwrap.dedent(

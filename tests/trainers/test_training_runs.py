@@ -89,12 +89,14 @@ def test_export_round_trip_matches_keras(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
 
 
-def _nan_after(n_good: int, shape=(1, 32, 32)):
+def _nan_at(bad_steps, shape=(1, 32, 32)):
+    """A stream whose elements at the 0-based indices `bad_steps` hold NaN inputs."""
+
     def gen():
         for i in range(100):
             x = np.zeros((*shape, 4), np.float32)
             y = np.zeros((*shape, 1), np.float32)
-            if i >= n_good:
+            if bad_steps(i):
                 x[:] = np.nan
             yield x, y
 
@@ -102,18 +104,37 @@ def _nan_after(n_good: int, shape=(1, 32, 32)):
     return tf.data.Dataset.from_generator(gen, output_signature=spec)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def _tiny_pix2pix(dataset):
     keras.mixed_precision.set_global_policy("float32")
     model = gan.build_pix2pix(2, 4, 1, TINY_G, TINY_D)
-    dataset = _nan_after(4)
     batch = next(iter(dataset))
     model.build([tuple(t.shape) for t in batch])
     model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
-    config = TrainConfig(steps=10, checkpoint_every=2, log_every=1, image_every=100)
+    return model, batch
+
+
+def test_persisting_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    dataset = _nan_at(lambda i: i >= 4)
+    model, batch = _tiny_pix2pix(dataset)
+    config = TrainConfig(steps=20, checkpoint_every=2, log_every=1, image_every=100, max_skipped_steps=3)
     strategy = tf.distribute.get_strategy()
-    with pytest.raises(loop.NonFiniteLossError, match="non-finite loss at step 5"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"3 steps in a row \(steps 5-7\)"):
         loop.train_loop(model, dataset, config, tmp_path, strategy, lambda m, b: [], batch, 2)
+    # Step 6 was skipped: no checkpoint there; the weights stayed finite all along.
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+    assert all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.weights if "float" in str(v.dtype))
+
+
+def test_a_single_nan_step_is_skipped_and_training_goes_on(tmp_path):
+    dataset = _nan_at(lambda i: i == 2)
+    model, batch = _tiny_pix2pix(dataset)
+    config = TrainConfig(steps=6, checkpoint_every=3, log_every=1, image_every=100)
+    strategy = tf.distribute.get_strategy()
+    assert loop.train_loop(model, dataset, config, tmp_path, strategy, lambda m, b: [], batch, 2) == 6
+    assert all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.weights if "float" in str(v.dtype))
+    # Step 3 (the NaN batch) has no checkpoint; step 6 does.
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-6")
+    assert not list((tmp_path / "checkpoints").glob("ckpt-3.*"))
 
 
 def _trainer(workdir, data, steps):

@@ -30,6 +30,11 @@ from nucgen_tf import io, viz
 
 METRICS = ("pixel_f1", "instance_f1", "object_f1")
 METRIC_LABELS = {"pixel_f1": "Pixel F1", "instance_f1": "Instance F1 (paper)", "object_f1": "Object F1@0.5"}
+
+
+def metric_labels(ndim: int = 2) -> dict[str, str]:
+    """Column names: "pixel_f1" is a voxel F1 in 3D, as in the paper's Tables II and III."""
+    return {**METRIC_LABELS, "pixel_f1": "Voxel F1"} if ndim == 3 else dict(METRIC_LABELS)
 BASELINE = "none"
 # Series colors (the "tab10" colors, which stay apart for color-blind readers).
 COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
@@ -104,14 +109,19 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:+.1f}%"
 
 
-def markdown_table(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], model: str) -> str:
+def markdown_table(
+    row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], model: str, ndim: int = 2
+) -> str:
     """Table I's layout for one amount: Model | Aug method | Pixel | Instance | Object F1 | error cut."""
-    return models_table({model: row}, conditions)
+    return models_table({model: row}, conditions, ndim)
 
 
-def models_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]], conditions: Sequence[str]) -> str:
+def models_table(
+    rows: Mapping[str, Mapping[str, Mapping[str, Any]]], conditions: Sequence[str], ndim: int = 2
+) -> str:
     """Table I with one block of condition rows per model: {model name: row of `summarize`}."""
-    header = ["Model", "Aug method", *(METRIC_LABELS[m] for m in METRICS), "Instance-F1 error cut vs none"]
+    labels = metric_labels(ndim)
+    header = ["Model", "Aug method", *(labels[m] for m in METRICS), "Instance-F1 error cut vs none"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for model, row in rows.items():
         for i, condition in enumerate(conditions):
@@ -149,24 +159,27 @@ def markdown_report(
     conditions: Sequence[str],
     model: str,
     files: Mapping[str, str] | None = None,
+    ndim: int = 2,
 ) -> str:
     """The whole `table.md`: one Table I per evaluation set and amount, then gain vs amount."""
-    return models_report({model: summaries}, conditions, files)
+    return models_report({model: summaries}, conditions, files, ndim)
 
 
 def models_report(
     by_model: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
     conditions: Sequence[str],
     files: Mapping[str, str] | None = None,
+    ndim: int = 2,
 ) -> str:
     """`table.md` for one or more models: {model name: {eval set: summary}} (same sets and amounts)."""
     several = len(by_model) > 1
     first = next(iter(by_model.values()))
+    element = "voxels" if ndim == 3 else "pixels"
     lines = [
-        "# Does synthetic data help? (nucgen-tf, paper Table I)",
+        f"# Does synthetic data help? (nucgen-tf, paper {'Tables II/III' if ndim == 3 else 'Table I'})",
         "",
         "Figures are pooled over the images of a set (counts summed, then the ratios), mean ± sample std "
-        "over segmenter seeds. Instance F1 is the paper's (pixels of instances matched at IoU >= 0.5); "
+        f"over segmenter seeds. Instance F1 is the paper's ({element} of instances matched at IoU >= 0.5); "
         "object F1 counts instances matched at IoU >= 0.5. Error cut = (err_none - err_cond) / err_none "
         "with err = 1 - instance F1 (positive = fewer errors than without synthetic data).",
         "",
@@ -178,7 +191,7 @@ def models_report(
             lines += [
                 f"## {eval_set}: n_train = {amount} real images (seeds per condition: {note})",
                 "",
-                models_table(rows, conditions),
+                models_table(rows, conditions, ndim),
                 "",
             ]
         if len(summary) > 1:
@@ -280,7 +293,9 @@ def _range(values: Sequence[tuple[float, float | None]], floor_at_zero: bool = F
     return nice_ticks(low, high)
 
 
-def bar_chart(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], title: str) -> np.ndarray:
+def bar_chart(
+    row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], title: str, ndim: int = 2
+) -> np.ndarray:
     """(H, W, 3) uint8 grouped bars: one group per condition, one bar per metric, ± std error bars.
 
     The y axis starts near the smallest value, not at 0 (the differences are in the third
@@ -304,7 +319,7 @@ def bar_chart(row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], t
             canvas.draw.rectangle([x0 + 1, top, x0 + bar - 1, canvas.bottom - 1], fill=COLORS[k])
             canvas.error_bar(x0 + bar / 2, mean, std)
         canvas.x_label(canvas.left + (g + 0.5) * group, condition)
-    canvas.legend([METRIC_LABELS[m] for m in METRICS])
+    canvas.legend([metric_labels(ndim)[m] for m in METRICS])
     return canvas.array()
 
 
@@ -408,6 +423,7 @@ def write_report(
     eval_sets: Sequence[str] = ("test",),
     model: str | Mapping[str, str] = "U-Net",
     meta: Mapping[str, Any] | None = None,
+    ndim: int = 2,
 ) -> dict[str, Any]:
     """Writes `table.md`, `results.json`, `bars.png` (and `gain_vs_amount.png`) into `out_dir`.
 
@@ -421,6 +437,7 @@ def write_report(
         model: the "Model" column: one name for all cells, or {family: name} to report each
             family's cells as its own block of rows, in this order.
         meta: anything else to keep in the JSON (the config).
+        ndim: 3 names the first metric voxel F1 (tables, legends).
 
     Returns:
         The JSON document: summary per set and amount (of the first model; every model's in
@@ -445,7 +462,7 @@ def write_report(
         test = summaries[eval_sets[0]]
         suffix = f", {name.split(' (')[0]}" if several else ""
         finished = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
-        bars += [bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}") for a in finished]
+        bars += [bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}", ndim) for a in finished]
         if len(finished) > 1:
             gains.append(gain_chart({a: test[a] for a in finished}, conditions))
     if bars:
@@ -454,7 +471,7 @@ def write_report(
     if gains:
         io.write_png(out_dir / "gain_vs_amount.png", _stack(gains))
         files["gain_vs_amount"] = "gain_vs_amount.png"
-    text = models_report(by_model, conditions, files)
+    text = models_report(by_model, conditions, files, ndim)
     with io.atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
 

@@ -305,6 +305,7 @@ def write_report(config: ExperimentConfig) -> dict:
         eval_sets=("test", *(name for name, _ in config.extra_eval)),
         model=models,
         meta={"config": to_dict(config), "settings_file": str(pathlib.Path(config.workdir) / SETTINGS)},
+        ndim=config.ndim,
     )
 
 

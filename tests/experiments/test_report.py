@@ -85,6 +85,15 @@ def test_markdown_table_has_table_one_layout(cells):
     assert len(lines) == 2 + len(CONDITIONS)
 
 
+def test_3d_tables_name_voxel_f1(cells, tmp_path):
+    row = R.summarize(cells, CONDITIONS, (20,), "test")["20"]
+    header = R.markdown_table(row, CONDITIONS, "U-Net (3D)", ndim=3).splitlines()[0]
+    assert header.startswith("| Model | Aug method | Voxel F1 | Instance F1 (paper) |")
+    R.write_report(tmp_path, cells, CONDITIONS, (20,), ("test",), "U-Net (3D)", ndim=3)
+    text = (tmp_path / "table.md").read_text()
+    assert "Tables II/III" in text and "voxels of instances" in text and "Pixel F1" not in text
+
+
 def test_amount_table_and_missing_cells(cells):
     summary = R.summarize(cells, CONDITIONS, (5, 20), "test")
     text = R.amount_table(summary, CONDITIONS)

@@ -109,6 +109,9 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_integer("checkpoint_every", t.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_integer("log_every", t.log_every, "Steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", t.image_every, "Steps between TensorBoard image panels.")
+    flags.DEFINE_float(
+        "clipnorm", t.clipnorm, "Clip each optimizer's gradients to this global norm (0 = off; cuts spikes)."
+    )
     flags.DEFINE_integer(
         "max_skipped_steps",
         t.max_skipped_steps,
@@ -187,6 +190,7 @@ def stage_config_from_flags():
             log_every=f.log_every,
             image_every=f.image_every,
             max_skipped_steps=f.max_skipped_steps,
+            clipnorm=f.clipnorm,
             precision=f.precision,
             strategy=f.strategy,
             jit_compile=f.jit_compile,

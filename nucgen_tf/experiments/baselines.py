@@ -165,8 +165,7 @@ def train_polygon_cyclegan(
 
     from nucgen_tf.data import pipelines
     from nucgen_tf.models import gan
-    from nucgen_tf.models.schedules import LinearDecay
-    from nucgen_tf.trainers import export, loop, runtime
+    from nucgen_tf.trainers import export, loop, runtime, stages
     from nucgen_tf.trainers.config import downsampling_factor
 
     workdir = pathlib.Path(workdir)
@@ -194,15 +193,10 @@ def train_polygon_cyclegan(
     first = next(batches)
     panel_batch = tuple(tf.concat([a, b], axis=0) for a, b in zip(first, next(batches)))
 
-    def optimizer(name):
-        t = cfg.train
-        schedule = LinearDecay(t.lr, hold_steps=int(t.steps * t.decay_from), total_steps=t.steps)
-        return keras.optimizers.Adam(schedule, beta_1=t.beta_1, name=name)
-
     with strategy.scope():
         model = gan.build_cyclegan(ndim, 4, 1, cfg.generator, cfg.discriminator, cfg.loss, name="p_cyclegan")
         model.build([tuple(t.shape) for t in first])
-        model.compile(optimizer("g_adam"), optimizer("d_adam"))
+        model.compile(stages.make_optimizer(cfg.train, "g_adam"), stages.make_optimizer(cfg.train, "d_adam"))
     step = loop.train_loop(model, dataset, cfg.train, workdir, strategy, _panels, panel_batch, ndim)
     divisor = [downsampling_factor(cfg.generator, ndim, axis) for axis in range(ndim)]
     manifest = {

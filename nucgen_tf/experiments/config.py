@@ -57,6 +57,7 @@ class GanSettings:
         lr: Adam learning rate of the CycleGANs.
         pix2pix_lr: Adam learning rate of stage 3 (pix2pix learns faster at 1e-3).
         precision: dtype policy (`trainers.runtime.set_precision`).
+        clipnorm: global-norm gradient clipping of every GAN optimizer (0 = off).
         checkpoint_every: steps between checkpoints (each run resumes from its last one).
         seed: seeds the GAN runs and the synthetic samples.
     """
@@ -74,6 +75,7 @@ class GanSettings:
     lr: float = 2e-4
     pix2pix_lr: float = 1e-3
     precision: str = "mixed"
+    clipnorm: float = 0.0
     checkpoint_every: int = 500
     seed: int = 0
     seeds: SeedConfig = SeedConfig()
@@ -117,6 +119,7 @@ class GanSettings:
                 image_every=min(self.checkpoint_every, steps),
                 precision=self.precision,
                 seed=self.seed,
+                clipnorm=self.clipnorm,
             ),
             generator=GeneratorConfig(base_filters=self.base_filters, depth=self.depth),
             discriminator=DiscriminatorConfig(base_filters=self.d_filters, n_layers=self.d_layers),

@@ -67,19 +67,22 @@ def _out_channels(net: keras.Model) -> int:
 SKIPPED = "skipped_steps"
 
 
-def _all_finite(tensors) -> tf.Tensor:
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None])
+def _finite_norm(tensors) -> tf.Tensor:
+    """Whether the global norm is finite: no NaN/Inf element and no element big enough
+    (|g| > ~1e19) that its square overflows, which would turn Adam's second moment (and
+    global-norm clipping) into Inf/NaN and the weights into NaN."""
+    return tf.math.is_finite(tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tensors if t is not None]))
 
 
 def _guard(optimizer, loss: tf.Tensor, grads: list) -> tuple[list, tf.Tensor]:
-    """(gradients, finite): all-zero gradients instead of non-finite ones.
+    """(gradients, finite): all-zero gradients instead of non-finite or overflowing ones.
 
     A `LossScaleOptimizer` sees its gradients unchanged: it skips overflow steps itself and
     needs them to lower its scale; there only the loss decides `finite`.
     """
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return grads, tf.reduce_all(tf.math.is_finite(loss))
-    finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(loss)), _all_finite(grads))
+    finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(loss)), _finite_norm(grads))
     return [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads], finite
 
 

@@ -28,6 +28,9 @@ class TrainConfig:
         strategy: tf.distribute strategy, see `runtime.make_strategy`.
         jit_compile: XLA-compile the train step.
         seed: seeds Keras, TensorFlow and the data pipeline.
+        clipnorm: clip each optimizer's gradients to this global norm (0 = off). It only has
+            to cut spikes: a finite gradient large enough to overflow Adam's second moment
+            (|g| > ~1e19) turns the weights into NaN without any NaN gradient.
         max_skipped_steps: stop after this many steps in a row whose loss or gradients were
             not finite (single ones are skipped, see `nucgen_tf.models.gan`).
     """
@@ -45,6 +48,7 @@ class TrainConfig:
     jit_compile: bool = False
     seed: int = 0
     max_skipped_steps: int = 20
+    clipnorm: float = 0.0
 
     def __post_init__(self):
         for name in (
@@ -52,6 +56,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
+        if not self.clipnorm >= 0:
+            raise ValueError(f"`clipnorm` must be >= 0 (0 = off). Received: clipnorm={self.clipnorm}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0. Received: lr={self.lr}")
         if not 0 <= self.decay_from <= 1:

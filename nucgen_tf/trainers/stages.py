@@ -21,7 +21,7 @@ from nucgen_tf.data import normalize, pipelines
 from nucgen_tf.models import gan
 from nucgen_tf.models.schedules import LinearDecay
 from nucgen_tf.trainers import export, loop, runtime
-from nucgen_tf.trainers.config import StageConfig, downsampling_factor
+from nucgen_tf.trainers.config import StageConfig, TrainConfig, downsampling_factor
 
 # Channel layouts of the stage domains (see README "The representations").
 LAYOUTS = {
@@ -95,10 +95,10 @@ STAGES = {
 }
 
 
-def _optimizer(cfg: StageConfig, name: str) -> keras.optimizers.Optimizer:
-    t = cfg.train
+def make_optimizer(t: TrainConfig, name: str) -> keras.optimizers.Optimizer:
+    """Adam with the linear-decay schedule and optional global-norm clipping of `t`."""
     schedule = LinearDecay(t.lr, hold_steps=int(t.steps * t.decay_from), total_steps=t.steps)
-    return keras.optimizers.Adam(schedule, beta_1=t.beta_1, name=name)
+    return keras.optimizers.Adam(schedule, beta_1=t.beta_1, global_clipnorm=t.clipnorm or None, name=name)
 
 
 # Examples of the fixed panel batch shown, one row each (an empty seed map alone says little).
@@ -170,7 +170,7 @@ def train(
     with strategy.scope():
         model = stage.make_model(cfg)
         model.build([tuple(t.shape) for t in first])
-        model.compile(_optimizer(cfg, "g_adam"), _optimizer(cfg, "d_adam"))
+        model.compile(make_optimizer(cfg.train, "g_adam"), make_optimizer(cfg.train, "d_adam"))
     step = loop.train_loop(
         model, dataset, cfg.train, workdir, strategy, _panels(cfg.stage, stage.domains), panel_batch, cfg.ndim
     )

@@ -222,6 +222,20 @@ def test_a_non_finite_step_is_skipped_not_applied(ndim):
     assert all(np.isfinite(w).all() for net in model._networks().values() for w in net.get_weights())
 
 
+def test_guard_zeroes_gradients_whose_norm_overflows():
+    """A finite 1e25 gradient would overflow Adam's second moment (and clipping) into NaN."""
+    from nucgen_tf.models.gan import _guard
+
+    grads, finite = _guard(_adam(), tf.constant(1.0), [tf.constant([1e25, 1.0]), None])
+    assert not bool(finite) and grads[1] is None
+    np.testing.assert_array_equal(grads[0].numpy(), [0.0, 0.0])
+    grads, finite = _guard(_adam(), tf.constant(1.0), [tf.constant([3.0, 4.0])])
+    assert bool(finite)
+    np.testing.assert_array_equal(grads[0].numpy(), [3.0, 4.0])
+    _, finite = _guard(_adam(), tf.constant(np.nan), [tf.constant([3.0, 4.0])])
+    assert not bool(finite)
+
+
 _MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json

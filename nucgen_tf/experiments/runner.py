@@ -65,6 +65,8 @@ def settings_record(config: ExperimentConfig) -> dict:
     if config.gan.seeds == SeedConfig() and not config.gan.spacing:
         # Settings files written before GanSettings had seeds and spacing stay valid.
         del values["gan"]["seeds"], values["gan"]["spacing"]
+    if not config.gan.clipnorm:
+        del values["gan"]["clipnorm"]  # likewise for files written before gradient clipping
     for key in _PATH_FIELDS:  # the same folders, however the command line spelled them
         if values.get(key):
             values[key] = str(pathlib.Path(values[key]).resolve())

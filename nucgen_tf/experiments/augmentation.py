@@ -192,7 +192,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("gan_depth", None, f"Generator depth ({gan.depth}).", **fv)
     flags.DEFINE_integer("gan_d_filters", None, f"Discriminator base filters ({gan.d_filters}).", **fv)
     flags.DEFINE_integer("gan_d_layers", None, f"Discriminator layers ({gan.d_layers}).", **fv)
-    flags.DEFINE_float("gan_clipnorm", None, f"GAN gradient clipping, global norm ({gan.clipnorm}; 0 = off).", **fv)
+    flags.DEFINE_float(
+        "gan_clipnorm", None, f"GAN gradient clipping, global norm ({gan.clipnorm}; 0 = off).", **fv
+    )
     flags.DEFINE_integer("stage1_steps", None, f"Stage-1 steps ({gan.stage1_steps}).", **fv)
     flags.DEFINE_integer("stage2_steps", None, f"Stage-2 steps ({gan.stage2_steps}).", **fv)
     flags.DEFINE_integer("stage3_steps", None, f"Stage-3 (pix2pix) steps ({gan.stage3_steps}).", **fv)

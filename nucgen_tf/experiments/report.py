@@ -462,7 +462,9 @@ def write_report(
         test = summaries[eval_sets[0]]
         suffix = f", {name.split(' (')[0]}" if several else ""
         finished = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
-        bars += [bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}", ndim) for a in finished]
+        bars += [
+            bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}", ndim) for a in finished
+        ]
         if len(finished) > 1:
             gains.append(gain_chart({a: test[a] for a in finished}, conditions))
     if bars:

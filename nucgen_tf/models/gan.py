@@ -29,8 +29,9 @@ they reach the image pool and the discriminators.
 
 Mixed precision: under "mixed_float16" `compile` wraps each optimizer in a
 `LossScaleOptimizer`; the loss is scaled inside the tape, `apply_gradients` unscales and
-skips non-finite steps (the overflow steps of its loss-scale search are not counted). Every loss is computed in float32 and the networks' last layers are
-float32. "mixed_bfloat16" needs no loss scaling.
+skips non-finite steps (the overflow steps of its loss-scale search are not counted).
+Every loss is computed in float32 and the networks' last layers are float32.
+"mixed_bfloat16" needs no loss scaling.
 
 Checkpoints: `tf.train.Checkpoint(model=gan)` captures the networks, both optimizers (after
 `compile`) and the image pools with their random generators, i.e. everything an exact
@@ -71,7 +72,8 @@ def _finite_norm(tensors) -> tf.Tensor:
     """Whether the global norm is finite: no NaN/Inf element and no element big enough
     (|g| > ~1e19) that its square overflows, which would turn Adam's second moment (and
     global-norm clipping) into Inf/NaN and the weights into NaN."""
-    return tf.math.is_finite(tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tensors if t is not None]))
+    norm = tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tensors if t is not None])
+    return tf.math.is_finite(norm)
 
 
 def _guard(optimizer, loss: tf.Tensor, grads: list) -> tuple[list, tf.Tensor]:

@@ -121,7 +121,8 @@ def train_loop(
             if streak >= config.max_skipped_steps:
                 raise NonFiniteLossError(
                     f"non-finite loss or gradients at {streak} steps in a row (steps {step + 2 - streak}-"
-                    f"{step + 1}); training stopped, last good checkpoint: {manager.latest_checkpoint or 'none'}"
+                    f"{step + 1}); training stopped, last good checkpoint: "
+                    f"{manager.latest_checkpoint or 'none'}"
                 )
             step = int(step_var.assign_add(1).numpy())
             bar.update(1)

@@ -230,6 +230,11 @@ def config_from_flags(f: flags.FlagValues = flags.FLAGS):
         for name, (field, parse) in _FIELDS.items()
         if getattr(f, name) is not None
     }
+    patch = overrides.get("stardist.patch_shape", ())
+    if stardist and "stardist.grid" not in overrides and len(patch) != len(base.stardist.grid):
+        # The presets' StarDist grid is 2D (2x2); a 3D patch gets StarDist's automatic grid
+        # (1 on an anisotropic Z axis, else 2) instead of a shape error.
+        overrides["stardist.grid"] = ()
     extra = []
     for item in f.extra_eval:
         name, sep, folder = item.partition("=")

@@ -88,6 +88,17 @@ def test_flags_choose_the_family_and_route_seg_flags(tmp_path):
     assert stardist.segmenter == C.full_preset("d", "w").segmenter  # the U-Net keeps its preset
 
 
+def test_3d_patch_gets_the_automatic_stardist_grid(tmp_path):
+    # The presets' StarDist grid is 2x2; a 3D experiment without --stardist_grid must not fail on it.
+    in_3d = ("--segmenter=stardist", "--seg_patch=32,64,64", "--gan_patch=32,64,64",
+             "--synth_shape=32,128,128")  # fmt: skip
+    config = _table1(tmp_path, *in_3d)
+    assert config.stardist.patch_shape == (32, 64, 64) and config.stardist.grid == ()
+    given = _table1(tmp_path, *in_3d, "--stardist_grid=1,2,2")
+    assert given.stardist.grid == (1, 2, 2)
+    assert _table1(tmp_path, "--segmenter=stardist", "--seg_patch=64,64").stardist.grid == (2, 2)
+
+
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="segmenter_family"):
         C.with_overrides(C.smoke_preset("d", "w"), {"segmenter_family": "maskrcnn"})

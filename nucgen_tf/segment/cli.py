@@ -1,4 +1,4 @@
-"""`nucgen segment train|predict`: a 3-class U-Net segmenter to measure what synthetic data is worth.
+"""`nucgen segment train|predict`: a U-Net or StarDist segmenter to measure what synthetic data is worth.
 
     nucgen segment train --data bbbc039/train [--extra synthetic/ ...] [--val bbbc039/val] \\
         --out runs/seg_real [--steps 4000] [--flagfile=configs/segment/bbbc039.flags]
@@ -9,6 +9,13 @@
 --val) as --out/segmenter.keras + segmenter.json. `predict` writes one uint16 label TIFF per
 image (same file name), skipping existing ones unless --overwrite. Post-processing flags left
 unset in `predict` use the values saved with the model.
+
+`--family=stardist` trains StarDist (2D/3D, `segment.stardist_family`; needs the `stardist`
+extra) on the same folders instead: the shared flags (--patch, --batch, --steps, --eval_every,
+--lr, --lr_final_fraction, --extra_fraction, --flips, --rot90, --select_on, --seed, --filters,
+--depth) apply when given, else StarDist's defaults; --rays, --grid, --anisotropy and
+--optimize_thresholds are its own. `predict` recognizes a StarDist folder by its
+stardist.json; --prob_thresh, --nms_thresh and --n_tiles override its saved values.
 """
 
 from __future__ import annotations
@@ -21,6 +28,23 @@ from absl import app, flags, logging
 from nucgen_tf import io
 
 _COMMANDS = ("train", "predict")
+FAMILIES = ("unet", "stardist")
+# `segment train` flags that StarDist shares, by its config field; applied only when given.
+_STARDIST_SHARED = {
+    "patch": "patch_shape",
+    "batch": "batch_size",
+    "steps": "steps",
+    "eval_every": "eval_every",
+    "lr": "lr",
+    "lr_final_fraction": "lr_final_fraction",
+    "extra_fraction": "extra_fraction",
+    "flips": "flips",
+    "rot90": "rot90",
+    "select_on": "select_on",
+    "seed": "seed",
+    "filters": "unet_n_filter_base",
+    "depth": "unet_n_depth",
+}
 
 
 def define_flags() -> None:
@@ -30,6 +54,7 @@ def define_flags() -> None:
 
     t, n, i = SegmentTrainConfig(), SegmenterConfig(), InstanceConfig()
     # train
+    flags.DEFINE_enum("family", "unet", list(FAMILIES), "Segmenter family to train.")
     flags.DEFINE_multi_string("data", None, "Real training folder(s) with images/ and masks/ (repeatable).")
     flags.DEFINE_multi_string("extra", None, "Extra (e.g. synthetic) training folder(s) (repeatable).")
     flags.DEFINE_string("val", None, "Validation folder for model selection (optional).")
@@ -80,6 +105,18 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("min_seed_size", None, f"Smallest seed kept, px ({i.min_seed_size}).")
     flags.DEFINE_integer("min_size", None, f"Smallest nucleus kept, px ({i.min_size}).")
+    # StarDist only
+    flags.DEFINE_integer("rays", None, "StarDist: rays per object (default 32).")
+    flags.DEFINE_list("grid", [], "StarDist: output grid per axis (default: StarDist's choice).")
+    flags.DEFINE_list(
+        "anisotropy", [], "StarDist 3D: object anisotropy Z,Y,X (default: estimated from the masks)."
+    )
+    flags.DEFINE_bool(
+        "optimize_thresholds", True, "StarDist: tune the prob/NMS thresholds on --val at the end."
+    )
+    flags.DEFINE_float("prob_thresh", None, "StarDist predict: object probability threshold (saved value).")
+    flags.DEFINE_float("nms_thresh", None, "StarDist predict: NMS overlap threshold (saved value).")
+    flags.DEFINE_list("n_tiles", [], "StarDist predict: tiles per axis (default: automatic).")
 
 
 def _instance_config(base):
@@ -120,26 +157,80 @@ def train_config_from_flags():
     )
 
 
-def _train() -> None:
-    from nucgen_tf.segment.training import train_segmenter
+def stardist_config_from_flags():
+    """The `StardistTrainConfig` of the parsed flags: StarDist's defaults, then the flags given."""
+    from nucgen_tf.segment.stardist_family import StardistTrainConfig
 
+    f = flags.FLAGS
+    values = {field: getattr(f, name) for name, field in _STARDIST_SHARED.items() if f[name].present}
+    if "patch_shape" in values:
+        values["patch_shape"] = tuple(int(v) for v in values["patch_shape"])
+    if f.rays is not None:
+        values["n_rays"] = f.rays
+    values["grid"] = tuple(int(v) for v in f.grid)
+    values["anisotropy"] = tuple(float(v) for v in f.anisotropy)
+    values["optimize_thresholds"] = f.optimize_thresholds
+    return StardistTrainConfig(**values)
+
+
+_UNET_ONLY = (
+    "class_weights", "dice_weight", "boundary_width", "precision", "jit_compile", "norm", "dropout",
+    "seed_threshold", "foreground_threshold", "min_seed_size", "min_size",
+)  # fmt: skip
+_STARDIST_ONLY = ("rays", "grid", "anisotropy", "optimize_thresholds")
+
+
+def _refuse_other_family_flags(family: str) -> None:
+    """A flag of the other family would be silently ignored: refuse it, naming it."""
+    f = flags.FLAGS
+    other = _UNET_ONLY if family == "stardist" else _STARDIST_ONLY
+    given = [f"--{name}" for name in other if f[name].present]
+    if given:
+        raise app.UsageError(f"{', '.join(given)} do(es) not apply to --family={family}.")
+
+
+def _train() -> None:
     f = flags.FLAGS
     if not f.data or not f.out:
         raise app.UsageError("`segment train` needs --data and --out.")
+    _refuse_other_family_flags(f.family)
     try:
-        config = train_config_from_flags()
+        config = stardist_config_from_flags() if f.family == "stardist" else train_config_from_flags()
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    out = train_segmenter(f.data, f.val, f.out, config, extra_dirs=f.extra or ())
-    logging.info("segmenter saved in %s", out)
+    if f.family == "stardist":
+        from nucgen_tf.segment.stardist_family import train_stardist as train
+    else:
+        from nucgen_tf.segment.training import train_segmenter as train
+    out = train(f.data, f.val, f.out, config, extra_dirs=f.extra or ())
+    logging.info("%s segmenter saved in %s", f.family, out)
+
+
+def _predict_stardist() -> None:
+    from nucgen_tf.segment.stardist_family import predict_folder
+
+    f = flags.FLAGS
+    try:
+        n_tiles = tuple(int(v) for v in f.n_tiles) or None
+    except ValueError as error:
+        raise app.UsageError(f"--n_tiles takes ints. Received: {f.n_tiles}") from error
+    written = predict_folder(
+        f.model, f.images, f.out, f.prob_thresh, f.nms_thresh, n_tiles, overwrite=f.overwrite
+    )
+    logging.info("%d label files in %s", len(written), f.out)
 
 
 def _predict() -> None:
+    import pathlib
+
     from nucgen_tf.segment.predict import load_segmenter, predict_folder
+    from nucgen_tf.segment.stardist_family import META_FILE
 
     f = flags.FLAGS
     if not f.model or not f.images or not f.out:
         raise app.UsageError("`segment predict` needs --model, --images and --out.")
+    if (pathlib.Path(f.model) / META_FILE).is_file():
+        return _predict_stardist()
     segmenter = load_segmenter(f.model)
     try:
         instances = _instance_config(segmenter.config.instances)

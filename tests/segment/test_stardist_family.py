@@ -11,6 +11,8 @@ import json
 import math
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -267,3 +269,38 @@ def test_train_and_predict_3d_without_validation(stardist, tmp_path):
     np.testing.assert_array_equal(ids[ids > 0], np.arange(1, prediction.max() + 1))
     written = sdf.predict_folder(segmenter, root, tmp_path / "pred3d")
     np.testing.assert_array_equal(io.read_labels(written[0], ndim=3), prediction)
+
+
+def _nucgen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nucgen_tf.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_cli_trains_and_predicts_stardist(stardist, tmp_path):
+    """`nucgen segment train --family=stardist`, then `predict` finds the family by itself."""
+    train = _write_discs(tmp_path / "train", seeds=[1, 2])
+    out, pred = tmp_path / "run", tmp_path / "pred"
+    result = _nucgen(
+        "segment", "train", "--family=stardist", f"--data={train}", f"--out={out}", "--patch=32,32",
+        "--batch=2", "--steps=2", "--eval_every=2", "--filters=4", "--depth=2", "--rays=8", "--grid=2,2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    segmenter = sdf.load_stardist(out)
+    config = segmenter.config
+    assert (config.n_rays, config.unet_n_filter_base, config.unet_n_depth) == (8, 4, 2)
+    assert config.lr == sdf.StardistTrainConfig().lr  # not given: StarDist's default, not the U-Net's
+    result = _nucgen(
+        "segment", "predict", f"--model={out}", f"--images={train}", f"--out={pred}", "--prob_thresh=0.3"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = io.read_image(train / "images" / "d01.tif")
+    expected = sdf.predict_instances(segmenter, image, prob_thresh=0.3)
+    np.testing.assert_array_equal(io.read_labels(pred / "d01.tif"), expected)
+
+
+def test_cli_refuses_flags_of_the_other_family(tmp_path):
+    out = f"--out={tmp_path / 'o'}"
+    result = _nucgen("segment", "train", "--family=stardist", f"--data={tmp_path}", out, "--dice_weight=1")
+    assert result.returncode != 0 and "--dice_weight do(es) not apply to --family=stardist" in result.stderr
+    assert not (tmp_path / "o").exists()

@@ -1,6 +1,7 @@
 """Turn three exported generators into a compact bundle inside the package.
 
     python -m nucgen_tf.pretrained.bundle --models runs/bbbc039_cpu/models --name bbbc039_2d
+    python -m nucgen_tf.pretrained.bundle --models runs/mine/models --out bundles/mine   # anywhere
 
 Each stage's SavedModel becomes float16 weights + its manifest (`export.compact_export`);
 the bundle's `bundle.json` records where they came from and their sizes.
@@ -40,6 +41,9 @@ def bundle(models_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
 def define_flags() -> None:
     flags.DEFINE_string("models", None, "Folder with stage1/, stage2/, stage3/ SavedModels.")
     flags.DEFINE_string("name", "bbbc039_2d", "Bundle name (folder under nucgen_tf/pretrained/).")
+    flags.DEFINE_string(
+        "out", None, "Write the bundle to this folder instead (e.g. outside the package); overrides --name."
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -47,7 +51,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not flags.FLAGS.models:
         raise app.UsageError("--models is required.")
-    out = pathlib.Path(__file__).parent / flags.FLAGS.name
+    out = pathlib.Path(flags.FLAGS.out or pathlib.Path(__file__).parent / flags.FLAGS.name)
     record = bundle(flags.FLAGS.models, out)
     logging.info("bundle %s: %.2f MiB in all", out, record["bytes"] / 2**20)
 

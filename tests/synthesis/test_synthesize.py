@@ -290,3 +290,15 @@ def test_a_sample_without_seeds_is_an_empty_field(loaded):
         assert sample.report["empty_field"] and sample.report["counts"]["boxes"] == 0
         assert sample.labels.shape == PATCH[2] and not sample.labels.any()
         assert sample.image.shape == PATCH[2]
+
+
+def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
+    """`python -m nucgen_tf.pretrained.bundle --out DIR` compacts the three stages outside the package."""
+    out = tmp_path / "bundles" / "mine"
+    command = ["-m", "nucgen_tf.pretrained.bundle", f"--models={exported('untrained', 2)}", f"--out={out}"]
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "bundle.json").read_text())
+    assert sorted(record["stages"]) == ["stage1", "stage2", "stage3"] and record["bytes"] > 0
+    chain = models.load_generators(out)
+    assert all(chain.stages[k].manifest["format"] == "weights-float16" for k in (1, 2, 3))

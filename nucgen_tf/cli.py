@@ -134,8 +134,14 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_bool(
         "full_resolution_norm", g.full_resolution_norm, "Instance norm in the full-resolution decoder level."
     )
+    flags.DEFINE_list(
+        "strides", [],
+        "Generator strides, one per level: 2, or per axis as 1x2x2 (Z not reduced), e.g. "
+        "1x2x2,2,2,2 (default: 2 everywhere).",
+    )  # fmt: skip
     flags.DEFINE_integer("d_filters", d.base_filters, "Discriminator base filters.")
     flags.DEFINE_integer("d_layers", d.n_layers, "Discriminator stride-2 layers.")
+    flags.DEFINE_list("d_strides", [], "Discriminator strides, one per strided layer, as --strides.")
     flags.DEFINE_enum("adversarial", loss.adversarial, ["mae", "lsgan", "bce"], "Adversarial criterion.")
     flags.DEFINE_float("lambda_cycle", loss.lambda_cycle, "Cycle-consistency weight (stages 1-2).")
     flags.DEFINE_float("lambda_identity", loss.lambda_identity, "Identity weight, fraction of lambda_cycle.")
@@ -154,6 +160,19 @@ def define_stage_flags(stage: int | None = None) -> None:
         "crowded_min_distance", SeedConfig.crowded_min_distance, "Stage 1: crowded hard core (px)."
     )
     flags.DEFINE_float("bv", RenderConfig.bv, "Eq. 1 boundary value.")
+
+
+def parse_strides(values: list[str], flag: str = "strides") -> tuple:
+    """`["1x2x2", "2"]` -> `((1, 2, 2), 2)`: per-level strides from a flag list."""
+    try:
+        return tuple(
+            tuple(int(a) for a in v.split("x")) if "x" in v else int(v) for v in (s.strip() for s in values)
+        )
+    except ValueError as error:
+        raise app.UsageError(
+            f"--{flag} takes one entry per level, each an int or per-axis ints joined by 'x' "
+            f"(e.g. 1x2x2,2,2). Received: {','.join(values)}"
+        ) from error
 
 
 def stage_config_from_flags():
@@ -202,9 +221,13 @@ def stage_config_from_flags():
             depth=f.depth,
             upsampling=f.upsampling,
             full_resolution_norm=f.full_resolution_norm,
+            strides=parse_strides(f.strides),
         ),
         discriminator=dataclasses.replace(
-            DiscriminatorConfig(), base_filters=f.d_filters, n_layers=f.d_layers
+            DiscriminatorConfig(),
+            base_filters=f.d_filters,
+            n_layers=f.d_layers,
+            strides=parse_strides(f.d_strides, "d_strides"),
         ),
         loss=dataclasses.replace(
             GanLossConfig(),

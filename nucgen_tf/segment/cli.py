@@ -173,27 +173,33 @@ def stardist_config_from_flags():
     return StardistTrainConfig(**values)
 
 
-_UNET_ONLY = (
-    "class_weights", "dice_weight", "boundary_width", "precision", "jit_compile", "norm", "dropout",
-    "seed_threshold", "foreground_threshold", "min_seed_size", "min_size",
-)  # fmt: skip
-_STARDIST_ONLY = ("rays", "grid", "anisotropy", "optimize_thresholds")
+# Flags only one family reads, per subcommand.
+_POSTPROCESSING = ("seed_threshold", "foreground_threshold", "min_seed_size", "min_size")
+_ONLY = {
+    ("train", "unet"): (
+        "class_weights", "dice_weight", "boundary_width", "precision", "jit_compile", "norm", "dropout",
+        *_POSTPROCESSING,
+    ),
+    ("train", "stardist"): ("rays", "grid", "anisotropy", "optimize_thresholds"),
+    ("predict", "unet"): ("tile", "margin", *_POSTPROCESSING),
+    ("predict", "stardist"): ("prob_thresh", "nms_thresh", "n_tiles"),
+}  # fmt: skip
 
 
-def _refuse_other_family_flags(family: str) -> None:
+def _refuse_other_family_flags(command: str, family: str) -> None:
     """A flag of the other family would be silently ignored: refuse it, naming it."""
     f = flags.FLAGS
-    other = _UNET_ONLY if family == "stardist" else _STARDIST_ONLY
+    other = _ONLY[command, "unet" if family == "stardist" else "stardist"]
     given = [f"--{name}" for name in other if f[name].present]
     if given:
-        raise app.UsageError(f"{', '.join(given)} do(es) not apply to --family={family}.")
+        raise app.UsageError(f"{', '.join(given)} do(es) not apply to a {family} segmenter.")
 
 
 def _train() -> None:
     f = flags.FLAGS
     if not f.data or not f.out:
         raise app.UsageError("`segment train` needs --data and --out.")
-    _refuse_other_family_flags(f.family)
+    _refuse_other_family_flags("train", f.family)
     try:
         config = stardist_config_from_flags() if f.family == "stardist" else train_config_from_flags()
     except ValueError as error:
@@ -229,7 +235,9 @@ def _predict() -> None:
     f = flags.FLAGS
     if not f.model or not f.images or not f.out:
         raise app.UsageError("`segment predict` needs --model, --images and --out.")
-    if (pathlib.Path(f.model) / META_FILE).is_file():
+    family = "stardist" if (pathlib.Path(f.model) / META_FILE).is_file() else "unet"
+    _refuse_other_family_flags("predict", family)
+    if family == "stardist":
         return _predict_stardist()
     segmenter = load_segmenter(f.model)
     try:

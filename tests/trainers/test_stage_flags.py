@@ -20,30 +20,36 @@ def test_parse_strides():
         cli.parse_strides(["1x2xa"], "d_strides")
 
 
-def _parse(*argv: str) -> dict:
-    """Stage flags -> the StageConfig's network fields (a subprocess: absl's global flags)."""
+def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
+    """Stage flags -> the StageConfig's network strides, per command line (one subprocess:
+    absl's flags are global)."""
     script = (
         "import json, sys\n"
         "from absl import flags\n"
         "from nucgen_tf import cli\n"
         "cli.define_stage_flags()\n"
-        "flags.FLAGS(['stage', *sys.argv[1:]])\n"
-        "try:\n"
-        "    cfg = cli.stage_config_from_flags()\n"
-        "except ValueError as error:\n"
-        "    print(json.dumps({'error': str(error)})); sys.exit(0)\n"
-        "print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides}))\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    flags.FLAGS.unparse_flags()\n"
+        "    flags.FLAGS(['stage', '--stage=1', '--data=d', '--workdir=w', '--depth=3', *argv])\n"
+        "    try:\n"
+        "        cfg = cli.stage_config_from_flags()\n"
+        "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides}))\n"
+        "    except ValueError as error:\n"
+        "        print(json.dumps({'error': str(error)}))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, "--stage=1", "--data=d", "--workdir=w", "--depth=3", *argv],
+        [sys.executable, "-c", script, json.dumps(command_lines)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in result.stdout.strip().splitlines()[-len(command_lines) :]]
 
 
 def test_strides_flags_let_a_thin_stack_train():
     # 4 slices cannot be halved 3 times; keeping Z at the first level makes the patch valid.
-    assert "must be divisible by 8" in _parse("--patch=4,32,32")["error"]
-    parsed = _parse("--patch=4,32,32", "--strides=1x2x2,2,2", "--d_layers=2", "--d_strides=1x2x2,2")
-    assert parsed == {"g": [[1, 2, 2], 2, 2], "d": [[1, 2, 2], 2]}
+    plain, strided = _parse(
+        ("--patch=4,32,32",),
+        ("--patch=4,32,32", "--strides=1x2x2,2,2", "--d_layers=2", "--d_strides=1x2x2,2"),
+    )
+    assert "must be divisible by 8" in plain["error"]
+    assert strided == {"g": [[1, 2, 2], 2, 2], "d": [[1, 2, 2], 2]}

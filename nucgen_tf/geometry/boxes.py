@@ -244,7 +244,14 @@ def _thin_semi_axes(distinct: np.ndarray) -> np.ndarray:
     return np.where(distinct == 1, 0.5, 0.75)
 
 
-def _fit_oval(coords: np.ndarray, values: np.ndarray, bv: float, lo: np.ndarray, hi: np.ndarray):
+# Widest fitted oval, per axis, as a multiple of its component's size (components cut at
+# half the rim value are ~6 % wider than their exact Eq. 1 oval).
+_MAX_OVAL_TO_COMPONENT = 1.25
+
+
+def _fit_oval(
+    coords: np.ndarray, values: np.ndarray, bv: float, lo: np.ndarray, hi: np.ndarray, cut: np.ndarray
+):
     """Least-squares fit of Eq. 1 to one component; None when ill-posed.
 
     q = 1 + bv - v (1 + bv) = sum_d u_d x_d^2 + w_d x_d + k is linear in (u, w, k), with
@@ -289,7 +296,11 @@ def _fit_oval(coords: np.ndarray, values: np.ndarray, bv: float, lo: np.ndarray,
             share = 4.0 * leftover / int(two_rows.sum())
             semi[two_rows] = np.clip(1.0 / np.sqrt(share), 0.5, 1.5)
     box_size = hi - lo + 1
-    if np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * semi > 2.0 * box_size + 2.0):
+    # The component (cut at half the rim value) holds its whole oval, so an oval wider than
+    # the component is a bad fit (a generated blob that is not Eq. 1-shaped), except on axes
+    # where the canvas edge cuts the component.
+    widest = np.where(cut, 2.0 * box_size, _MAX_OVAL_TO_COMPONENT * box_size) + 2.0
+    if np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * semi > widest):
         return None
     return center, semi
 
@@ -334,9 +345,11 @@ def boxes_from_box_map(
     The fit falls back to moments (intensity-weighted centroid, a_d = sqrt((n + 2)
     (var_d + 1/12)) from the pixel spread) when it is ill-posed: fewer pixels than unknowns
     or a rank-deficient design, any u_d <= 0 (not a bowl), a fitted centre outside the
-    component's bounding box (+0.5 px), or a fitted oval more than twice the component's
-    size. An oval cut by the canvas edge keeps the fitted (extrapolated) centre as long as it
-    stays in the component's box. Touching ovals form one component here; split them first
+    component's bounding box (+0.5 px), or a fitted oval wider than 1.25 x the component
+    (+2 px) on an axis where the component is inside the canvas (twice, where the edge cuts
+    it; a generated blob that is not Eq. 1-shaped can fit a far wider bowl). An oval cut by
+    the canvas edge keeps the fitted (extrapolated) centre as long as it stays in the
+    component's box. Touching ovals form one component here; split them first
     and pass `components`.
 
     Args:
@@ -374,7 +387,8 @@ def boxes_from_box_map(
         hi = np.array([s.stop - 1 for s in window], np.float64)
         coords = np.stack(local, axis=1).astype(np.float64) + lo
         values = box_map[window][member]
-        fit = _fit_oval(coords, values, bv, lo, hi)
+        cut = (lo <= 0) | (hi >= np.asarray(box_map.shape) - 1)
+        fit = _fit_oval(coords, values, bv, lo, hi, cut)
         center, semi = fit if fit is not None else _moment_oval(coords, values, lo, hi)
         centers.append(center)
         extents.append(4.0 * np.maximum(semi, _MIN_SEMI_AXIS))

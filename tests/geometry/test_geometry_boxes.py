@@ -210,3 +210,31 @@ def test_min_size_drops_specks():
 def test_render_rejects_wrong_shape():
     with pytest.raises(ValueError, match="shape"):
         render_box_map(Boxes([[1.0, 1.0]], [[2.0, 2.0]]), (8, 8, 8))
+
+
+def _bowl(shape, center, radius: float, curvature: float) -> np.ndarray:
+    """A bright disc/ball whose values fall only by `curvature` from centre to rim, then drop to 0:
+    a generated blob that is not Eq. 1-shaped (Eq. 1 falls from 1.0 to 0.2)."""
+    r2 = sum((g - c) ** 2 for g, c in zip(np.indices(shape, dtype=np.float64), center)) / radius**2
+    return np.where(r2 <= 1.0, 0.9 - curvature * r2, 0.0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_flat_blob_is_not_fitted_wider_than_itself(ndim):
+    # Least squares would put an oval 1.6x wider than the blob under it (a box 6.5 x the radius);
+    # the box must stay about twice the blob (oval = the blob), as for an Eq. 1 map.
+    shape = (48,) * ndim
+    found = boxes_from_box_map(_bowl(shape, (24.0,) * ndim, radius=8.0, curvature=0.3))
+    assert len(found) == 1
+    np.testing.assert_allclose(found.extents[0], 32.0, atol=3.0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_an_oval_cut_by_the_canvas_edge_is_still_fitted_whole(ndim):
+    shape = (40,) * ndim
+    center = np.full(ndim, 20.0)
+    center[0] = 3.0  # the box reaches 11 px past the edge on axis 0
+    boxes = Boxes(center[None], np.full((1, ndim), 28.0))
+    found = boxes_from_box_map(render_box_map(boxes, shape))
+    center_error, extent_error = _match(boxes, found)
+    assert center_error.max() < 1e-3 and extent_error.max() < 1e-3

@@ -64,6 +64,8 @@ def _generation_settings(options, generators, shape, seed_config, spacing) -> di
         "box_threshold": options.box_threshold,
         "min_box_size": options.min_box_size,
         "split_touching": options.split_touching,
+        # Only when on, so that folders written before the option resume unchanged.
+        **({"require_seed": True} if options.require_seed else {}),
     }
 
 
@@ -161,6 +163,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         box_threshold=options.box_threshold,
         min_box_size=options.min_box_size,
         split_touching=options.split_touching,
+        require_seed=options.require_seed,
     )
     # An empty field is judged against the data set's levels, not Otsu (see alignment).
     empty_level = float(np.mean(image_scale(generators)))
@@ -294,6 +297,10 @@ def define_flags() -> None:
     flags.DEFINE_float("box_threshold", None, "Stage-1 decoding threshold (default: bv / (1 + bv) / 2).")
     flags.DEFINE_integer("min_box_size", None, "Stage-1 decoding: smallest oval in px (default 2**ndim).")
     flags.DEFINE_bool("split_touching", d.split_touching, "Stage-1 decoding: split touching ovals.")
+    flags.DEFINE_bool(
+        "require_seed", d.require_seed,
+        "Stage-1 decoding: only pieces holding a seed point become nuclei (drops invented blobs).",
+    )  # fmt: skip
 
 
 def options_from_flags() -> SynthesisOptions:
@@ -337,6 +344,7 @@ def options_from_flags() -> SynthesisOptions:
         box_threshold=f.box_threshold,
         min_box_size=f.min_box_size,
         split_touching=f.split_touching,
+        require_seed=f.require_seed,
     )
 
 

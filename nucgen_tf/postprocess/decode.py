@@ -179,6 +179,29 @@ def split_box_map(
     return lut[merged].reshape(box_map.shape)
 
 
+def keep_seeded(components: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, int]:
+    """Components holding at least one seed point (rounded), relabelled 1..K in their order.
+
+    Stage 1 is asked for one oval per seed; a component with no seed in it is something the
+    generator invented (in the short-trained 3D stage 1, blobs and arcs away from any seed
+    were half of all pieces), so synthesis can drop it (`ChainSettings.require_seed`).
+
+    Returns:
+        (labels, number of components dropped).
+    """
+    components = np.asarray(components)
+    n = int(components.max(initial=0))
+    points = np.asarray(seeds, np.float64).reshape(-1, components.ndim)
+    index = np.round(points).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.asarray(components.shape)), axis=1)
+    hit = components[tuple(index[inside].T)]
+    seeded = np.zeros(n + 1, bool)
+    seeded[hit[hit > 0]] = True
+    lut = np.zeros(n + 1, np.int32)
+    lut[seeded] = np.arange(1, int(seeded.sum()) + 1, dtype=np.int32)
+    return lut[components], int(n - seeded.sum())
+
+
 def decode_box_map(
     box_map: np.ndarray,
     bv: float = 0.25,
@@ -190,7 +213,9 @@ def decode_box_map(
     peak_min: float = 0.5,
     saddle_ratio: float = 0.75,
     min_distance: int | None = None,
-) -> Boxes:
+    seeds: np.ndarray | None = None,
+    return_report: bool = False,
+) -> Boxes | tuple[Boxes, dict]:
     """Stage-1 output -> boxes.
 
     Args:
@@ -204,6 +229,10 @@ def decode_box_map(
         value_range: range of `box_map`; (-1, 1) for generator output, (0, 1) for renders.
         smooth_sigma, peak_min, saddle_ratio, min_distance: the splitting rule, see
             `split_box_map`.
+        seeds: (N, ndim) seed points of the stage-1 input; when given, only pieces that hold
+            a seed become boxes (`keep_seeded`). None = every piece (the paper's rule).
+        return_report: also return {"pieces": pieces before the seed rule,
+            "dropped_seedless": pieces it dropped}.
 
     Returns:
         `Boxes` fitted per component by Eq. 1 least squares (`boxes_from_box_map`), ids 1..N
@@ -225,8 +254,12 @@ def decode_box_map(
         )
     else:
         components = label_box_map(stored, bv=bv, threshold=threshold, min_size=max(min_size, 1))
+    report = {"pieces": int(components.max(initial=0)), "dropped_seedless": 0}
+    if seeds is not None:
+        components, report["dropped_seedless"] = keep_seeded(components, seeds)
     boxes = boxes_from_box_map(stored, bv=bv, min_size=max(min_size, 1), components=components)
-    return Boxes(boxes.centers, boxes.extents)
+    boxes = Boxes(boxes.centers, boxes.extents)
+    return (boxes, report) if return_report else boxes
 
 
 def _match_boxes(

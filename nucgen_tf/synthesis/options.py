@@ -39,6 +39,8 @@ class SynthesisOptions:
         min_box_size: stage-1 decoding drops smaller components (counted in the report);
             None = decoder default (2**ndim).
         split_touching: split touching ovals in stage-1 decoding.
+        require_seed: stage-1 decoding keeps only pieces that hold a seed point (drops what
+            stage 1 painted away from every seed); off = the paper's rule.
     """
 
     models: str
@@ -68,6 +70,7 @@ class SynthesisOptions:
     box_threshold: float | None = None
     min_box_size: int | None = None
     split_touching: bool = True
+    require_seed: bool = False
 
     def __post_init__(self):
         for name in ("shape", "spacing", "tile", "overlap"):

@@ -36,6 +36,8 @@ class ChainSettings:
         min_box_size: stage-1 components with fewer pixels are dropped (counted); None = the
             decoder's default (2**ndim).
         split_touching: split touching ovals of the box map.
+        require_seed: only box-map pieces that hold a seed point become boxes (drops what
+            stage 1 painted away from every seed; off = the paper's rule, every piece).
     """
 
     tile: int | tuple[int, ...] = 0
@@ -44,6 +46,7 @@ class ChainSettings:
     box_threshold: float | None = None
     min_box_size: int | None = None
     split_touching: bool = True
+    require_seed: bool = False
 
 
 @dataclasses.dataclass
@@ -150,17 +153,21 @@ def color_nuclei(
             )
 
 
-def _decode_boxes(box_map: np.ndarray, bv: float, settings: ChainSettings) -> tuple[geometry.Boxes, dict]:
+def _decode_boxes(
+    box_map: np.ndarray, bv: float, settings: ChainSettings, seeds: np.ndarray
+) -> tuple[geometry.Boxes, dict]:
     """Stage-1 decoding plus the counts it does not report itself (nothing is dropped silently)."""
     from nucgen_tf.postprocess import decode
 
-    boxes = decode.decode_box_map(
+    boxes, decoded = decode.decode_box_map(
         box_map,
         bv=bv,
         threshold=settings.box_threshold,
         min_size=settings.min_box_size,
         split_touching=settings.split_touching,
         value_range=(0.0, 1.0),
+        seeds=seeds if settings.require_seed else None,
+        return_report=True,
     )
     min_size = settings.min_box_size if settings.min_box_size is not None else 2**box_map.ndim
     components = geometry.label_box_map(box_map, bv=bv, threshold=settings.box_threshold)
@@ -173,7 +180,9 @@ def _decode_boxes(box_map: np.ndarray, bv: float, settings: ChainSettings) -> tu
         "boxes": len(boxes),
         "boxes_minus_kept_components": len(boxes) - kept,
     }
-    if len(boxes) < kept:
+    if settings.require_seed:
+        report["dropped_seedless"] = decoded["dropped_seedless"]
+    elif len(boxes) < kept:
         logging.warning(
             "stage-1 decoding: %d components of >= %d px gave only %d boxes", kept, min_size, len(boxes)
         )
@@ -254,7 +263,7 @@ def run_chain(
             # training and paints it flat gray, which would decode to one canvas-sized box.
             sample.box_map = np.zeros_like(sample.box_map)
             sample.report["empty_field"] = True
-        sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings)
+        sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings, sample.seeds)
         sample.report["decode_box_map"] = report
         sample.report["counts"]["boxes"] = len(sample.boxes)
         _stamp(sample, "decode_box_map", time.perf_counter() - start)

@@ -156,6 +156,19 @@ def test_decode_box_map_drops_specks(ndim):
     assert len(decode_box_map(_generated(stored), min_size=1)) == 3
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_decode_box_map_with_seeds_keeps_only_seeded_pieces(ndim):
+    boxes = Boxes(np.array([[10.0] * ndim, [30.0] * ndim]), np.full((2, ndim), 12.0))
+    stored = render_box_map(boxes, (40,) * ndim)
+    assert len(decode_box_map(_generated(stored))) == 2  # the paper's rule: every piece
+    seeds = np.array([[29.6] * ndim, [-5.0] * ndim])  # one in the second oval, one off the canvas
+    found, report = decode_box_map(_generated(stored), seeds=seeds, return_report=True)
+    assert report == {"pieces": 2, "dropped_seedless": 1}
+    center_error, extent_error = _match(Boxes(boxes.centers[1:], boxes.extents[1:]), found)
+    assert center_error.max() < 1e-3 and extent_error.max() < 1e-3
+    assert len(decode_box_map(_generated(stored), seeds=np.zeros((0, ndim)))) == 0
+
+
 def test_decode_box_map_of_an_empty_map_is_empty():
     found = decode_box_map(np.full((16, 16, 16), -1.0, np.float32))
     assert len(found) == 0 and found.ndim == 3

@@ -292,6 +292,29 @@ def test_a_sample_without_seeds_is_an_empty_field(loaded):
         assert sample.image.shape == PATCH[2]
 
 
+def test_require_seed_drops_the_pieces_stage_1_painted_away_from_seeds(loaded, monkeypatch):
+    from nucgen_tf.synthesis import pipeline
+
+    chain = loaded("reference", 2)
+    seeds = [np.array([[15.0, 15.0], [45.0, 40.0]])]
+    # Stage 1 as a short-trained one behaves: an oval at each seed plus one where no seed is.
+    ovals = geometry.Boxes(np.array([[15.0, 15.0], [45.0, 40.0], [20.0, 48.0]]), np.full((3, 2), 12.0))
+    invented = 2.0 * geometry.render_box_map(ovals, PATCH[2])[None, ..., None] - 1.0
+
+    def stage(model, stored, settings):
+        return invented if model is chain.stages[1] else run_stage(model, stored, settings)
+
+    monkeypatch.setattr(pipeline, "run_stage", stage)
+    rngs = [sampling.sample_rngs(0, 0)]
+    (every,) = run_chain(chain, seeds, rngs, PATCH[2], ChainSettings())
+    (seeded,) = run_chain(chain, seeds, rngs, PATCH[2], ChainSettings(require_seed=True))
+    assert len(every.boxes) == 3 and int(every.labels.max()) == 3
+    assert len(seeded.boxes) == 2 and int(seeded.labels.max()) == 2
+    assert seeded.report["decode_box_map"]["dropped_seedless"] == 1
+    assert "dropped_seedless" not in every.report["decode_box_map"]
+    assert seeded.labels[20, 48] == 0 and every.labels[20, 48] > 0
+
+
 def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
     """`python -m nucgen_tf.pretrained.bundle --out DIR` compacts the three stages outside the package."""
     out = tmp_path / "bundles" / "mine"

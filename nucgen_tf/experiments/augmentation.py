@@ -51,6 +51,7 @@ _FIELDS = {
     "elastic_sigma": ("elastic_sigma", float),
     "models_dir": ("models_dir", str),
     "ours_models": ("ours_models", str),
+    "ours_require_seed": ("ours_require_seed", bool),
     "rp2p_models": ("rp2p_models", str),
     "pcyclegan_models": ("pcyclegan_models", str),
     "seg_steps": ("segmenter.steps", int),
@@ -143,6 +144,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "models_dir", None, "Reuse exports: a folder with stage1/ stage2/ stage3/ [pcyclegan/].", **fv
     )
     flags.DEFINE_string("ours_models", None, "Reuse for 'ours': a folder with stage1/ stage2/ stage3/.", **fv)
+    flags.DEFINE_bool(
+        "ours_require_seed", None, "'ours': only stage-1 pieces holding a seed become nuclei (off).", **fv
+    )
     flags.DEFINE_string(
         "rp2p_models", None, "Reuse for 'r+p2p': a stage-3 export (or a folder with stage3/).", **fv
     )

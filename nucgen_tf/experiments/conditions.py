@@ -224,6 +224,8 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
         "seed": config.gan.seed,
         "models": {k: str(v.resolve()) for k, v in models.items()},
     }
+    if condition == "ours" and config.ours_require_seed:
+        record["require_seed"] = True  # (absent when off: folders written before it stay complete)
     if _complete(out, record):
         logging.info("%s: %d synthetic samples exist in %s", condition, config.n_synthetic, out)
         return out
@@ -235,7 +237,7 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
         manifest = synthesize(
             SynthesisOptions(
                 models=str(models["models"]), out=str(out), n=config.n_synthetic, seed=seed,
-                shape=config.synth_shape,
+                shape=config.synth_shape, require_seed=config.ours_require_seed,
             )
         )  # fmt: skip
         record["summary"] = manifest.get("summary", {})

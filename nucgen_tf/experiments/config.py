@@ -156,6 +156,8 @@ class ExperimentConfig:
         ours_models: folder with stage1/, stage2/, stage3/ for "ours" (wins over models_dir).
         rp2p_models: a stage-3 export, or a folder holding stage3/, for "r+p2p".
         pcyclegan_models: a p+CycleGAN export, or a folder holding pcyclegan/.
+        ours_require_seed: "ours" synthesis keeps only stage-1 pieces holding a seed point
+            (`SynthesisOptions.require_seed`); off = the paper's rule.
     """
 
     data_root: str
@@ -178,6 +180,7 @@ class ExperimentConfig:
     ours_models: str | None = None
     rp2p_models: str | None = None
     pcyclegan_models: str | None = None
+    ours_require_seed: bool = False
 
     def __post_init__(self):
         conditions = tuple(parse_condition(c) for c in self.conditions)

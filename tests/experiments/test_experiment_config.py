@@ -84,6 +84,16 @@ def test_flags_override_the_preset():
     assert cfg.seeds == smoke.seeds
 
 
+def test_ours_require_seed_is_a_setting_only_when_on():
+    from nucgen_tf.experiments.runner import settings_record
+
+    base = ["--preset=smoke", "--data_root=/data", "--workdir=/w"]
+    off, on = _parse(base), _parse([*base, "--ours_require_seed"])
+    assert not off.ours_require_seed and on.ours_require_seed
+    assert "ours_require_seed" not in settings_record(off)  # older workdirs stay valid
+    assert settings_record(on)["ours_require_seed"] is True
+
+
 def test_flag_files_parse(tmp_path):
     for name, preset in (("smoke.flags", "smoke"), ("experiment.flags", "full")):
         cfg = _parse([f"--flagfile={REPO / 'configs' / 'bbbc039_2d' / name}"])

@@ -291,6 +291,25 @@ def color_lut(colors: dict[int, int], size: int | None = None) -> np.ndarray:
     return lut
 
 
+def ellipse_owner_map(boxes: Boxes, shape: Sequence[int]) -> np.ndarray:
+    """Which box's full-size oval covers each pixel: (*shape) int32, 1 + box index, 0 outside.
+
+    Ovals have semi-axes max(extents / 2, 0.5); a pixel inside several takes the one with the
+    smallest normalised distance q. The stage-2 input draws exactly these ovals, and the
+    stage-2 decoder asks it which box a box-less piece of a generated mask grew from.
+    """
+    shape = _validate_shape(shape, boxes.ndim)
+    best = np.full(shape, np.inf, np.float32)
+    owner = np.zeros(shape, np.int32)
+    semi = np.maximum(boxes.extents / 2.0, _MIN_SEMI_AXIS)
+    for i, window, q in _ellipse_windows(boxes.centers, semi, shape):
+        best_w = best[window]
+        better = (q <= 1.0) & (q < best_w)
+        np.copyto(best_w, q, where=better, casting="unsafe")
+        np.copyto(owner[window], i + 1, where=better, casting="unsafe")
+    return owner
+
+
 def render_colored_ellipses(boxes: Boxes, color_index: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Render the stage-2 box domain: full-size ovals filled with palette colors.
 
@@ -301,7 +320,8 @@ def render_colored_ellipses(boxes: Boxes, color_index: np.ndarray, shape: Sequen
 
     Returns:
         (*shape, 3) float32 RGB: per box an oval with semi-axes max(extents / 2, 0.5); a pixel
-        inside several ovals takes the one with the smallest normalised distance q; 0 outside.
+        inside several ovals takes the one with the smallest normalised distance q
+        (`ellipse_owner_map`); 0 outside.
     """
     shape = _validate_shape(shape, boxes.ndim)
     color_index = np.asarray(color_index, np.int64).reshape(-1)
@@ -314,14 +334,8 @@ def render_colored_ellipses(boxes: Boxes, color_index: np.ndarray, shape: Sequen
             f"`color_index` must be in [0, {len(PALETTE)}). Received: min={color_index.min()}, "
             f"max={color_index.max()}"
         )
-    best = np.full(shape, np.inf, np.float32)
-    index = np.zeros(shape, np.uint8)
-    semi = np.maximum(boxes.extents / 2.0, _MIN_SEMI_AXIS)
-    for i, window, q in _ellipse_windows(boxes.centers, semi, shape):
-        best_w = best[window]
-        better = (q <= 1.0) & (q < best_w)
-        np.copyto(best_w, q, where=better, casting="unsafe")
-        np.copyto(index[window], color_index[i] + 1, where=better, casting="unsafe")
+    lut = np.concatenate([[0], color_index + 1]).astype(np.uint8)
+    index = lut[ellipse_owner_map(boxes, shape)]
     return np.take(_palette_with_background(), index, axis=0)
 
 

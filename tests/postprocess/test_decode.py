@@ -204,6 +204,8 @@ def test_decode_colored_mask_round_trips_rendered_masks(ndim, width):
         "n_watershed": 0,
         "n_unmatched_boxes": 0,
         "n_unmatched_components": 0,
+        "n_joined": 0,
+        "n_dropped": 0,
         "n_instances": len(boxes),
     }
 

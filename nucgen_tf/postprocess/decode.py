@@ -437,7 +437,8 @@ def decode_colored_mask(
         split by the watershed approximation, "n_unmatched_boxes": boxes that got no
         nucleus, "n_unmatched_components": box-less cores kept as added nuclei (or dropped
         without `keep_unmatched`), "n_joined": box-less fragments joined to a neighbour,
-        "n_dropped": box-less fragments dropped, "n_instances": final count}.
+        "n_dropped": box-less fragments and stray pieces of >= min_size px dropped,
+        "n_instances": final count}.
     """
     mask = np.asarray(mask)
     if mask.ndim < 2 or mask.shape[-1] != 4:
@@ -572,10 +573,12 @@ def decode_colored_mask(
         if len(left) == len(fragments):
             break
         fragments = left
-    for core in fragments:
+    for core in fragments:  # touches no nucleus: dropped with its own rim
         n_dropped += 1
-        window = window_of(core, 0)
-        foreground[window] &= cores[window] != core
+        window = window_of(core, boundary_width)
+        full = ndimage.generate_binary_structure(ndim, ndim)
+        piece = ndimage.binary_dilation(cores[window] == core, full, iterations=boundary_width)
+        foreground[window] &= ~(piece & (labels[window] == 0))
 
     # 5. Boundary pixels and specks -> nuclei: through their own color, then to an unmatched
     # box whose centre they hold (a tiny nucleus whose core vanished), then the nearest.
@@ -602,9 +605,10 @@ def decode_colored_mask(
         pieces = measure.label(leftover, background=0, connectivity=1)
         piece_sizes = np.bincount(pieces.ravel())
         piece_interior = _has_interior(pieces, len(piece_sizes) - 1)
-        for piece in np.nonzero((piece_sizes >= min_added) & piece_interior)[0].tolist():
-            if piece == 0:
-                continue
+        added = (piece_sizes >= min_added) & piece_interior
+        added[0] = False
+        n_dropped += int(np.sum((piece_sizes[1:] >= min_size) & ~added[1:]))  # specks not counted
+        for piece in np.nonzero(added)[0].tolist():
             n_unmatched_components += 1
             if keep_unmatched:
                 labels[pieces == piece] = len(label_box)

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nucgen_tf.eval.evaluate",
         "score predicted label TIFFs against true ones (pixel, instance and object F1, AP)",
     ),
+    "realism": ("nucgen_tf.realism.command", "how far a synthetic set is from real data, per statistic"),
 }
 
 

@@ -25,10 +25,14 @@ import numpy as np
 from absl import app, flags, logging
 
 from nucgen_tf.io import DataError
-from nucgen_tf.synthesis import alignment, sampling, writers
+from nucgen_tf.synthesis import alignment, checks, sampling, writers
 from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
+
+REALISM_JSON, REALISM_PNG = "realism.json", "realism.png"
+DECODING = "one-nucleus-per-box/1"
+"""Version of the stage-2 decoding rule (`postprocess.decode_colored_mask`), in the settings."""
 
 
 def _seed_config(options: SynthesisOptions, base):
@@ -64,6 +68,8 @@ def _generation_settings(options, generators, shape, seed_config, spacing) -> di
         "box_threshold": options.box_threshold,
         "min_box_size": options.min_box_size,
         "split_touching": options.split_touching,
+        # The stage-2 rule: samples decoded by the old palette-component rule are not mixed in.
+        "decoding": DECODING,
         # Only when on, so that folders written before the option resume unchanged.
         **({"require_seed": True} if options.require_seed else {}),
     }
@@ -97,6 +103,8 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     from tqdm import tqdm
 
     started = time.perf_counter()
+    if options.realism_reference and not pathlib.Path(options.realism_reference).is_dir():
+        raise DataError(options.realism_reference, "--realism_reference is not a folder")
     if generators is None:
         generators = load_generators(options.models)
     else:
@@ -188,6 +196,10 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                 report = alignment.alignment_report(
                     sample.image, sample.labels, options.min_alignment, empty_threshold=empty_level
                 )
+                unmatched = sample.report.get("decode_colored_mask", {}).get("n_unmatched_boxes", 0)
+                mask_report = checks.mask_checks(
+                    sample.labels, sample.boxes, unmatched, options.max_labels_per_box
+                )
                 start = time.perf_counter()
                 files = writers.write_sample(
                     layout, name, sample, options.save_intermediate, options.previews
@@ -199,8 +211,18 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                     "arrangement": kind,
                     "files": files,
                     "alignment": report,
+                    "mask_checks": mask_report,
                     **sample.report,
                 }
+                if mask_report["flagged"]:
+                    logging.log_first_n(
+                        logging.WARNING,
+                        "%s: %.2f labels per stage-1 box > --max_labels_per_box %.2f (shattered nuclei?)",
+                        10,
+                        name,
+                        mask_report["labels_per_box"],
+                        options.max_labels_per_box,
+                    )
                 if report["flagged"]:  # the first few here, all of them in the summary and the manifest
                     logging.log_first_n(
                         logging.WARNING,
@@ -227,19 +249,46 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
             summary["alignment_mean"],
             ", ".join(summary["flagged"][:10]),
         )
+    if summary["flagged_labels_per_box"]:
+        logging.warning(
+            "%d of %d samples hold more than --max_labels_per_box=%s labels per stage-1 box: %s. "
+            "Stage 2 painted broken shapes there; look at their previews.",
+            len(summary["flagged_labels_per_box"]),
+            summary["samples"],
+            options.max_labels_per_box,
+            ", ".join(summary["flagged_labels_per_box"][:10]),
+        )
     logging.info(
-        "%s: %d computed, %d skipped in %.1f s; %d instances in total",
+        "%s: %d computed, %d skipped in %.1f s; %d instances in total, %s labels per box",
         path,
         run["computed"],
         run["skipped"],
         time.perf_counter() - started,
         summary["instances_total"],
+        "n/a" if summary["labels_per_box_mean"] is None else f"{summary['labels_per_box_mean']:.3f}",
     )
+    complete = options.num_shards == 1
     if options.num_shards > 1:
         merged = writers.merge_shards(out, header, n, options.num_shards)
         if merged is not None:
+            complete = True
             logging.info("all %d shards complete: merged into %s", options.num_shards, out / writers.MANIFEST)
+    if options.realism_reference and complete:
+        _write_realism(options.realism_reference, out, layout)
     return manifest
+
+
+def _write_realism(reference: str, out: pathlib.Path, layout: writers.Layout) -> None:
+    """The whole run's realism report against a real folder, next to the manifest."""
+    from nucgen_tf.realism import format_table
+    from nucgen_tf.realism.outputs import write_report
+
+    start = time.perf_counter()
+    report, _ = write_report(reference, out, out / REALISM_JSON, out / REALISM_PNG)
+    logging.info(
+        "realism vs %s (%.1f s): %s, %s\n%s",
+        reference, time.perf_counter() - start, out / REALISM_JSON, out / REALISM_PNG, format_table(report),
+    )  # fmt: skip
 
 
 def define_flags() -> None:
@@ -289,6 +338,13 @@ def define_flags() -> None:
     flags.DEFINE_bool("save_intermediate", d.save_intermediate, "Also write intermediate/ representations.")
     flags.DEFINE_bool("previews", d.previews, "Write previews/<name>.png.")
     flags.DEFINE_float("min_alignment", d.min_alignment, "Flag samples with a lower alignment score.")
+    flags.DEFINE_float(
+        "max_labels_per_box", d.max_labels_per_box, "Flag samples with more labels per stage-1 box."
+    )
+    flags.DEFINE_string(
+        "realism_reference", None,
+        "Real folder (images/ + masks/): write the run's realism report next to the manifest.",
+    )  # fmt: skip
     flags.DEFINE_integer("num_shards", d.num_shards, "Split the job into this many shards.", lower_bound=1)
     flags.DEFINE_integer(
         "shard_index", d.shard_index, "This process's shard (samples i % num_shards).", lower_bound=0
@@ -338,6 +394,8 @@ def options_from_flags() -> SynthesisOptions:
         save_intermediate=f.save_intermediate,
         previews=f.previews,
         min_alignment=f.min_alignment,
+        max_labels_per_box=f.max_labels_per_box,
+        realism_reference=f.realism_reference,
         num_shards=f.num_shards,
         shard_index=f.shard_index,
         prefix=f.prefix,

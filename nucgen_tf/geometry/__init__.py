@@ -11,6 +11,7 @@ from nucgen_tf.geometry.boxes import (
     boxes_from_labels,
     default_box_threshold,
     label_box_map,
+    oval_volume,
     render_box_map,
 )
 from nucgen_tf.geometry.colors import (
@@ -58,6 +59,7 @@ __all__ = [
     "label_box_map",
     "labels_from_colored_mask",
     "nearest_palette_index",
+    "oval_volume",
     "random_seeds",
     "render_box_map",
     "render_colored_ellipses",

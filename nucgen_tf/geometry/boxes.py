@@ -166,6 +166,16 @@ def box_semi_axes(extents: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(extents, np.float64) / 4.0, _MIN_SEMI_AXIS)
 
 
+def oval_volume(extents: np.ndarray) -> np.ndarray:
+    """(N,) volume in pixels of each box's full-size oval (semi-axes max(extents / 2, 0.5)), any ndim."""
+    from scipy import special
+
+    extents = np.asarray(extents, np.float64).reshape(len(extents), -1)
+    ndim = extents.shape[1]
+    unit_ball = np.pi ** (ndim / 2) / special.gamma(ndim / 2 + 1)
+    return unit_ball * np.prod(np.maximum(extents / 2.0, _MIN_SEMI_AXIS), axis=1)
+
+
 def render_box_map(boxes: Boxes, shape: Sequence[int], bv: float = 0.25) -> np.ndarray:
     """Render the stage-1 box map (Eq. 1 of the paper).
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
 from skimage import feature, measure, segmentation
 
 from nucgen_tf.geometry.boxes import (
@@ -29,6 +29,7 @@ from nucgen_tf.geometry.boxes import (
     boxes_from_box_map,
     default_box_threshold,
     label_box_map,
+    oval_volume,
 )
 from nucgen_tf.geometry.colors import PALETTE, boundary_map, ellipse_owner_map, nearest_palette_index
 from nucgen_tf.postprocess.k_terminal_cut import k_terminal_cut
@@ -309,14 +310,6 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _oval_volume(extents: np.ndarray) -> np.ndarray:
-    """(N,) pixel volume of each box's full-size oval (semi-axes extents / 2), any ndim."""
-    extents = np.asarray(extents, np.float64)
-    ndim = extents.shape[1] if extents.ndim == 2 else 0
-    unit_ball = np.pi ** (ndim / 2) / special.gamma(ndim / 2 + 1)
-    return unit_ball * np.prod(np.maximum(extents / 2.0, 0.5), axis=1)
-
-
 def _majority(values: np.ndarray, groups: np.ndarray, n: int, minlength: int) -> np.ndarray:
     """(n + 1,) most frequent non-zero `values` entry per group id 1..n (0 = none)."""
     keep = (groups > 0) & (values > 0)
@@ -522,7 +515,7 @@ def decode_colored_mask(
 
     # 4. Box-less cores: one added nucleus, or a fragment that joins its neighbour.
     ovals = ellipse_owner_map(boxes, cores.shape)
-    median_oval = float(np.median(_oval_volume(boxes.extents))) if len(boxes) else 0.0
+    median_oval = float(np.median(oval_volume(boxes.extents))) if len(boxes) else 0.0
     min_added = max(float(min_size), min_added_fraction * median_oval)
     interior = _has_interior(cores, n_cores)
     reach = boundary_width + 1

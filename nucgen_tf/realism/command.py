@@ -20,9 +20,8 @@ import tempfile
 from absl import app, flags, logging
 
 from nucgen_tf import io
-from nucgen_tf.realism import fields as fields_lib
-from nucgen_tf.realism.distances import format_table, measure_and_compare
-from nucgen_tf.realism.figure import realism_figure
+from nucgen_tf.realism.distances import format_table
+from nucgen_tf.realism.outputs import write_report
 
 
 def define_flags() -> None:
@@ -36,11 +35,6 @@ def define_flags() -> None:
     flags.DEFINE_string("tstr_real_eval", None, "TSTR: real folder both segmenters are scored on.")
     flags.DEFINE_integer("tstr_steps", 300, "TSTR: training steps of each segmenter.", lower_bound=1)
     flags.DEFINE_string("tstr_workdir", None, "TSTR: keep models and predictions here (default: a temp dir).")
-
-
-def _crop_pairs(folder: str, n: int) -> list:
-    listed = fields_lib.list_fields(folder)
-    return [fields_lib.read_field(f) for f in listed[:: max(1, len(listed) // max(n, 1))][:n]]
 
 
 def _tstr(cfg) -> dict:
@@ -59,20 +53,12 @@ def _tstr(cfg) -> dict:
 
 def run(cfg) -> dict:
     """The whole command on parsed flags; returns the JSON document."""
-    report, real, synthetic = measure_and_compare(cfg.real, cfg.synthetic, small_area=cfg.small_area)
+    report, document = write_report(cfg.real, cfg.synthetic, None, cfg.png, cfg.small_area, cfg.crops)
     sys.stdout.write(format_table(report) + "\n")  # the table is the command's output
-    document = {
-        "real": cfg.real,
-        "synthetic": cfg.synthetic,
-        "small_area": cfg.small_area,
-        **report.to_json(),
-    }
+    if cfg.png:
+        logging.info("wrote %s", cfg.png)
     if cfg.tstr_real_train:
         document["tstr"] = _tstr(cfg)
-    if cfg.png:
-        crops = [_crop_pairs(folder, cfg.crops) for folder in (cfg.real, cfg.synthetic)]
-        io.write_png(cfg.png, realism_figure(real, synthetic, report, *crops))
-        logging.info("wrote %s", cfg.png)
     if cfg.json:
         io.write_json(cfg.json, document)
         logging.info("wrote %s", cfg.json)

@@ -32,6 +32,10 @@ class SynthesisOptions:
         save_intermediate: also write seed map, box map, ellipses, colored mask, stage-3 input.
         previews: write previews/<name>.png.
         min_alignment: flag samples whose alignment score is lower.
+        max_labels_per_box: flag samples whose masks hold more labels per stage-1 box
+            (`checks.mask_checks`; 1 = one nucleus per box).
+        realism_reference: optional real folder (images/ + masks/); when given, the run's
+            realism report against it is written next to the manifest.
         num_shards, shard_index: this process computes the samples i with
             i % num_shards == shard_index.
         prefix: sample names are <prefix>_<index:06d>.
@@ -64,6 +68,8 @@ class SynthesisOptions:
     save_intermediate: bool = False
     previews: bool = True
     min_alignment: float = 0.5
+    max_labels_per_box: float = 1.5
+    realism_reference: str | None = None
     num_shards: int = 1
     shard_index: int = 0
     prefix: str = "sample"
@@ -104,5 +110,7 @@ class SynthesisOptions:
             raise ValueError(
                 f"`tile` and `overlap` must be >= 0. Received: tile={self.tile}, overlap={self.overlap}"
             )
+        if not self.max_labels_per_box > 0:
+            raise ValueError(f"`max_labels_per_box` must be > 0. Received: {self.max_labels_per_box}")
         if not self.prefix or "/" in self.prefix:
             raise ValueError(f"`prefix` must be a non-empty file name part. Received: prefix={self.prefix!r}")

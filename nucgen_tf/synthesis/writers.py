@@ -225,6 +225,9 @@ def summarize(records: Mapping[str, dict], n: int) -> dict:
     flagged = sorted(name for name, r in records.items() if r.get("alignment", {}).get("flagged"))
     scores = [r["alignment"]["score"] for r in records.values() if "alignment" in r]
     instances = [r["counts"]["instances"] for r in records.values() if "counts" in r]
+    checked = [r["mask_checks"] for r in records.values() if "mask_checks" in r]
+    shattered = sorted(name for name, r in records.items() if r.get("mask_checks", {}).get("flagged"))
+    small = [c["small_label_share"] for c in checked if c["small_label_share"] is not None]
     return {
         "samples": len(records),
         "expected": n,
@@ -233,6 +236,9 @@ def summarize(records: Mapping[str, dict], n: int) -> dict:
         "instances_mean": float(np.mean(instances)) if instances else None,
         "alignment_mean": float(np.mean(scores)) if scores else None,
         "flagged": flagged,
+        "labels_per_box_mean": float(np.mean([c["labels_per_box"] for c in checked])) if checked else None,
+        "small_label_share_mean": float(np.mean(small)) if small else None,
+        "flagged_labels_per_box": shattered,
     }
 
 

@@ -144,6 +144,9 @@ def test_reference_chain_turns_each_seed_into_one_bright_nucleus(tmp_path, expor
         assert sorted(int(mask[tuple(p)]) for p in points) == list(range(1, len(points) + 1))
         assert image[mask > 0].min() > image[mask == 0].max()  # nuclei bright, background dark
         assert not record["alignment"]["flagged"] and record["alignment"]["iou"] > 0.95
+        assert record["mask_checks"] == {"labels_per_box": 1.0, "small_label_share": 0.0, "flagged": False}
+    assert manifest["summary"]["labels_per_box_mean"] == 1.0
+    assert manifest["summary"]["flagged_labels_per_box"] == []
 
 
 def test_rerun_skips_finished_samples_and_recomputes_only_a_deleted_one(tmp_path, exported, loaded):
@@ -325,3 +328,24 @@ def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
     assert sorted(record["stages"]) == ["stage1", "stage2", "stage3"] and record["bytes"] > 0
     chain = models.load_generators(out)
     assert all(chain.stages[k].manifest["format"] == "weights-float16" for k in (1, 2, 3))
+
+
+def test_realism_reference_writes_the_runs_report_next_to_the_manifest(tmp_path, exported, loaded):
+    """The report compares the run with a real folder; here a second run plays the real data."""
+    reference = tmp_path / "reference"
+    synthesize(_options(exported("reference", 2), reference, n=4, seed=7), loaded("reference", 2))
+    out = tmp_path / "out"
+    options = _options(exported("reference", 2), out, n=4, realism_reference=str(reference))
+    synthesize(options, loaded("reference", 2))
+    report = json.loads((out / "realism.json").read_text())
+    assert report["real"] == str(reference) and report["synthetic"] == str(out)
+    solidity = report["statistics"]["solidity"]
+    assert solidity["real_median"] > 0.8 and solidity["synthetic_median"] > 0.8
+    assert (out / "realism.png").stat().st_size > 1000
+
+
+def test_a_missing_realism_reference_is_refused_before_any_work(tmp_path, exported):
+    options = _options(exported("reference", 2), tmp_path / "out", realism_reference=str(tmp_path / "nope"))
+    with pytest.raises(io.DataError, match="nope.*not a folder"):
+        synthesize(options)
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,13 @@ A per-stage breakdown (mean seconds per sample, from the manifest's timings) fol
 row; "networks" is stage1 + stage2 + stage3 (batched calls are split evenly over their
 samples). Every setting is warmed up with one call per stage at its shapes. The k-terminal
 cut on its own (the bulk of `decode_colored_mask`) is benchmarked by bench/k_terminal_cut.py.
+
+Decoding before/after (`--decode`, or `--decode_only` for just this): the bundled generators'
+stage-1 and stage-2 outputs of `--decode_n` 256 x 256 samples are decoded by today's decoders
+and by the stage-2 decoder of commit `BEFORE` (nearest-palette components, read from git
+history, so this needs the checkout's .git), interleaved sample by sample; prints the mean
+decoding time per sample (box map + colored mask) of each, their ratio (target <= 1.5) and
+labels per box of each.
 """
 
 from __future__ import annotations
@@ -41,9 +48,10 @@ from nucgen_tf import pretrained  # noqa: E402
 from nucgen_tf.config import SeedConfig  # noqa: E402
 from nucgen_tf.synthesis import models, testing  # noqa: E402
 from nucgen_tf.synthesis.options import SynthesisOptions  # noqa: E402
-from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage  # noqa: E402
+from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage  # noqa: E402
 from nucgen_tf.synthesize import synthesize  # noqa: E402
 
+BEFORE = "61f42a2"  # the last commit with the nearest-palette stage-2 decoder
 CANVAS = {2: (512, 512), 3: (32, 128, 128)}
 PATCH = {2: (256, 256), 3: (32, 128, 128)}
 TILES = {2: ((256,), (32,)), 3: ((32, 64, 64), (16,))}
@@ -93,14 +101,72 @@ def run(label: str, models_dir, chain, out, n: int, **kw) -> tuple[float, float]
     return n / seconds, network
 
 
+def _decoder_before():
+    """`decode_colored_mask` as of commit BEFORE, imported from git history."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{BEFORE}:nucgen_tf/postprocess/decode.py"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    path = pathlib.Path(tempfile.mkdtemp(prefix="nucgen_decode_before_")) / "decode_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("decode_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.decode_colored_mask
+
+
+def bench_decoding(n: int) -> None:
+    """Decoding time per sample, today's decoders vs the palette-component decoder of BEFORE."""
+    from nucgen_tf.postprocess import decode
+    from nucgen_tf.synthesis import sampling
+
+    before = _decoder_before()
+    chain = models.load_generators(pretrained.bundled_models())
+    shape = (256, 256)
+    times = {"before": [], "after": []}
+    counts = {"before": [0, 0], "after": [0, 0]}  # labels, boxes that got a label
+    for i in range(n):
+        rng = sampling.sample_rngs(0, i)
+        _, points = sampling.draw_seeds("mixed", shape, rng["seeds"], chain.seeds, chain.spacing)
+        sample = run_chain(chain, [points], [rng], shape, ChainSettings())[0]
+        decoders = (("before", before), ("after", decode.decode_colored_mask))
+        for name, decoder in decoders[:: 1 if i % 2 else -1]:  # interleaved, alternating order
+            start = time.perf_counter()
+            boxes = decode.decode_box_map(sample.box_map, value_range=(0.0, 1.0))
+            labels, report = decoder(
+                sample.colored_mask, boxes, value_range=(0.0, 1.0), box_colors=sample.box_colors,
+                return_report=True,
+            )  # fmt: skip
+            times[name].append(time.perf_counter() - start)
+            counts[name][0] += int(labels.max(initial=0))
+            counts[name][1] += len(boxes) - report["n_unmatched_boxes"]
+    print(f"\ndecoding (box map + colored mask), bundled generators, {n} samples of 256 x 256:")
+    for name in ("before", "after"):
+        labels, boxed = counts[name]
+        mean, median = np.mean(times[name]) * 1e3, np.median(times[name]) * 1e3
+        per_box = labels / max(boxed, 1)
+        print(f"  {name:<6} {mean:7.1f} ms/sample (median {median:.1f}), {per_box:.3f} labels per box")
+    print(f"ratio decoding after/before: {np.mean(times['after']) / np.mean(times['before']):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few samples per setting")
     parser.add_argument("--n", type=int, default=None, help="samples per setting (default 16 / 8 in 3D)")
     parser.add_argument("--filters", type=int, default=8, help="U-Net base filters")
     parser.add_argument("--depth", type=int, default=4, help="U-Net depth (divisor 2**depth)")
+    parser.add_argument("--decode", action="store_true", help="also decoding time before/after")
+    parser.add_argument("--decode_only", action="store_true", help="only decoding time before/after")
+    parser.add_argument("--decode_n", type=int, default=40, help="samples for the decoding comparison")
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)
+    if args.decode or args.decode_only:
+        bench_decoding(args.decode_n)
+        if args.decode_only:
+            return
     with tempfile.TemporaryDirectory(prefix="nucgen_bench_synth_") as tmp:
         tmp = pathlib.Path(tmp)
         for ndim in (2, 3):

@@ -7,17 +7,25 @@ range, so noise looks like nuclei to every model trained on it; users measured 8
 false objects per empty BBBC039 field for segmenters trained that way.
 
 `IntensityStats` is JSON-able so that synthesis can map generated images in [-1, 1] back
-to the training data's intensity scale (`denormalize`).
+to the training data's intensity scale (`denormalize`). `cached_intensity_stats` keeps them in
+a run folder together with a record of the files they came from, so a rerun after the data
+changed recomputes them instead of training on the old scale.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from absl import logging
 
+from nucgen_tf import io
 from nucgen_tf.config import NormConfig
 
 
@@ -186,3 +194,83 @@ def denormalize(
         info = np.iinfo(dtype)
         y = np.clip(np.rint(y), info.min, info.max)
     return y.astype(dtype)
+
+
+def source_record(paths: Sequence[io.PathLike], config: NormConfig) -> dict[str, Any]:
+    """What a data set's statistics were computed from: files, their (size, mtime_ns), percentiles.
+
+    Sizes and modification times, not file bytes: checking them costs one `stat` per file,
+    and any write to a file (re-export, conversion, copy without -p) changes its mtime_ns, so
+    changed data is never mistaken for the old. The only false alarm (same bytes, new mtime)
+    costs a recompute, which is harmless. Paths are resolved, so a different folder with the
+    same file names counts as different data.
+    """
+    files = []
+    for path in sorted(str(pathlib.Path(p).resolve()) for p in paths):
+        st = os.stat(path)
+        files.append([path, int(st.st_size), int(st.st_mtime_ns)])
+    percentiles = [float(config.low_percentile), float(config.high_percentile)]
+    digest = hashlib.sha256(json.dumps([files, percentiles]).encode("utf-8")).hexdigest()
+    return {"sha256": digest, "percentiles": percentiles, "files": files}
+
+
+def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """A short account of why two source records differ, for the log."""
+    if old.get("percentiles") != new["percentiles"]:
+        return f"percentiles {old.get('percentiles')} -> {new['percentiles']}"
+    before = {f[0]: tuple(f[1:]) for f in old.get("files", [])}
+    after = {f[0]: tuple(f[1:]) for f in new["files"]}
+    added = len(after.keys() - before.keys())
+    removed = len(before.keys() - after.keys())
+    changed = sum(1 for k in after.keys() & before.keys() if after[k] != before[k])
+    return f"{added} files added, {removed} removed, {changed} changed"
+
+
+def cached_intensity_stats(
+    path: io.PathLike, image_paths: Sequence[io.PathLike], config: NormConfig, ndim: int | None = None
+) -> IntensityStats:
+    """A data set's statistics, read from `path` if they came from these very files, else computed.
+
+    A run folder keeps its statistics so that a resumed run trains on the same intensity
+    scale; but a failed first start leaves them behind too, and a rerun after fixing the
+    data must not reuse them. The file at `path` therefore holds the statistics (the keys of
+    `IntensityStats.to_dict`, so older readers still work) plus `source` (`source_record`).
+    A file without `source` (written by an older version) is recomputed as well.
+
+    Args:
+        path: the JSON cache, e.g. `<workdir>/intensity_stats.json`.
+        image_paths: the raw images the statistics describe.
+        config: percentiles to measure.
+        ndim: expected spatial rank of the images (2, 3 or None), checked on reading.
+
+    Returns:
+        The data set's `IntensityStats`.
+
+    Raises:
+        nucgen_tf.io.DataError: an image is missing or unreadable.
+        ValueError: as `dataset_intensity_stats`.
+    """
+    path = pathlib.Path(path)
+    for image_path in image_paths:
+        if not pathlib.Path(image_path).is_file():
+            raise io.DataError(image_path, "file not found")
+    source = source_record(image_paths, config)
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            old = saved.get("source")
+            if old is not None and old.get("sha256") == source["sha256"]:
+                return IntensityStats.from_dict(saved)
+            if old is None:
+                logging.info(
+                    "%s has no record of the files it was computed from (older version); recomputing", path
+                )
+            else:
+                logging.warning(
+                    "%s was computed from other data (%s); recomputing", path, _difference(old, source)
+                )
+        except (OSError, ValueError, TypeError, AttributeError) as err:
+            logging.warning("%s is unreadable (%s); recomputing", path, err)
+    stats = dataset_intensity_stats((io.read_image(p, ndim) for p in image_paths), config)
+    io.write_json(path, {**stats.to_dict(), "source": source})
+    return stats

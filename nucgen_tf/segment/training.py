@@ -342,16 +342,6 @@ def _optimizer(config: SegmentTrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(schedule)
 
 
-def _intensity_stats(pairs: Sequence[io.ImagePair], config: SegmentTrainConfig, out_dir: pathlib.Path):
-    """The real training set's statistics, computed once and kept in the run folder."""
-    path = out_dir / "intensity_stats.json"
-    if path.exists():
-        return nz.IntensityStats.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    stats = nz.dataset_intensity_stats((io.read_image(p.image_path, config.ndim) for p in pairs), config.norm)
-    io.write_json(path, stats.to_dict())
-    return stats
-
-
 def train_segmenter(
     train_dirs: Sequence[PathLike],
     val_dir: PathLike | None,
@@ -399,7 +389,9 @@ def _train(train_dirs, val_dir, out_dir, config, extra_dirs) -> pathlib.Path:
     policy = runtime.set_precision(config.precision)
 
     real_pairs = _pairs(train_dirs)
-    stats = _intensity_stats(real_pairs, config, out_dir)
+    stats = nz.cached_intensity_stats(
+        out_dir / "intensity_stats.json", [p.image_path for p in real_pairs], config.norm, config.ndim
+    )
     real = load_image_set(real_pairs, config, stats)
     extra = load_image_set(_pairs(extra_dirs), config, stats) if extra_dirs else None
     val = None if val_dir is None else load_image_set(_pairs([val_dir]), config, stats, keep_labels=True)

@@ -126,3 +126,66 @@ def test_image_range_keeps_bright_image_span(train_arrays, train_stats):
     lo, hi = nz.image_range(image, train_stats, config)
     p_lo, p_hi = np.percentile(image, (config.low_percentile, config.high_percentile))
     assert (lo, hi) == (pytest.approx(p_lo), pytest.approx(p_hi))
+
+
+# ----- cached statistics keyed by their source files (issue 18, item 1) -----
+
+
+def _write_images(folder, scales):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, scale in enumerate(scales):
+        path = folder / f"i{i}.tif"
+        tifffile.imwrite(path, (np.arange(256, dtype=np.uint16).reshape(16, 16) * scale).astype(np.uint16))
+        paths.append(path)
+    return paths
+
+
+def test_cached_stats_recomputed_when_source_files_change(tmp_path):
+    cache = tmp_path / "run" / "intensity_stats.json"
+    paths = _write_images(tmp_path / "data", [1, 1])
+    first = nz.cached_intensity_stats(cache, paths, NormConfig())
+    # The user "fixes the data": same names, new content (and a new size/mtime).
+    _write_images(tmp_path / "data", [4, 4])
+    second = nz.cached_intensity_stats(cache, paths, NormConfig())
+    assert second.max_value == 4 * first.max_value
+    assert json.loads(cache.read_text())["max_value"] == second.max_value
+
+
+def test_cached_stats_reused_when_source_files_are_unchanged(tmp_path):
+    cache = tmp_path / "intensity_stats.json"
+    paths = _write_images(tmp_path / "data", [1, 2])
+    first = nz.cached_intensity_stats(cache, paths, NormConfig())
+    record = json.loads(cache.read_text())
+    record["max_value"] = 12345.0  # Marks the file: a reuse returns it unchanged.
+    cache.write_text(json.dumps(record))
+    assert nz.cached_intensity_stats(cache, paths, NormConfig()).max_value == 12345.0
+    assert first.max_value != 12345.0
+
+
+def test_cached_stats_recomputed_when_a_file_is_added(tmp_path):
+    cache = tmp_path / "intensity_stats.json"
+    paths = _write_images(tmp_path / "data", [1, 1])
+    nz.cached_intensity_stats(cache, paths, NormConfig())
+    more = _write_images(tmp_path / "data", [1, 1, 8])
+    assert nz.cached_intensity_stats(cache, more, NormConfig()).num_images == 3
+
+
+def test_cached_stats_recompute_an_old_file_without_record(tmp_path, caplog):
+    cache = tmp_path / "intensity_stats.json"
+    paths = _write_images(tmp_path / "data", [2])
+    old = nz.IntensityStats(low=1.0, high=2.0, span=1.0, max_value=3.0, num_images=1)
+    cache.write_text(json.dumps(old.to_dict()))  # As written before the source record existed.
+    with caplog.at_level("INFO"):
+        stats = nz.cached_intensity_stats(cache, paths, NormConfig())
+    assert stats.max_value == 510.0
+    assert "no record of the files" in caplog.text
+    assert "source" in json.loads(cache.read_text())
+
+
+def test_cached_stats_recomputed_for_other_percentiles(tmp_path):
+    cache = tmp_path / "intensity_stats.json"
+    paths = _write_images(tmp_path / "data", [1])
+    first = nz.cached_intensity_stats(cache, paths, NormConfig())
+    second = nz.cached_intensity_stats(cache, paths, NormConfig(high_percentile=50.0))
+    assert second.high < first.high

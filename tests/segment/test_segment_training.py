@@ -240,3 +240,18 @@ def test_bbbc039_model_is_quiet_on_an_empty_field(bbbc039_train, tmp_path):
     plain = nz.normalize(field, *np.percentile(field, (norm.low_percentile, norm.high_percentile)))
     probs = sp.predict_probabilities(segmenter.model, plain, segmenter.config.network)
     assert np.mean(probs[..., 0] < 0.5) > 0.1
+
+
+def test_rerun_after_fixing_the_data_uses_new_intensity_stats(tmp_path):
+    """A run folder left by a failed start must not keep the old data's intensity scale."""
+    data = _write_phantoms(tmp_path / "data", 2, range(2), (96, 96))
+    out = tmp_path / "model"
+    config = _smoke_config(2, steps=2)
+    stale = nz.IntensityStats(low=1.0, high=824.0, span=800.0, max_value=881.0, num_images=2)
+    out.mkdir()
+    io.write_json(out / "intensity_stats.json", stale.to_dict())  # Left by the failed run.
+    training.train_segmenter([data], None, out, config)
+    meta = json.loads((out / sp.SIDECAR_FILE).read_text())
+    assert meta["intensity_stats"]["max_value"] != 881.0
+    images = [io.read_image(p) for p in sorted((data / "images").glob("*.tif"))]
+    assert meta["intensity_stats"]["max_value"] == float(max(i.max() for i in images))

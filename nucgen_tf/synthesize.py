@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -29,10 +30,65 @@ from nucgen_tf.synthesis import alignment, checks, sampling, writers
 from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
+from nucgen_tf.synthesis.tiling import round_up
 
 REALISM_JSON, REALISM_PNG = "realism.json", "realism.png"
 DECODING = "one-nucleus-per-box/1"
 """Version of the stage-2 decoding rule (`postprocess.decode_colored_mask`), in the settings."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during synthesis, raised after the finished samples were recorded in the manifest.
+
+    Attributes:
+        written: samples of this shard whose files are complete.
+        total: samples of this shard.
+    """
+
+    def __init__(self, written: int, total: int):
+        self.written, self.total = written, total
+        super().__init__(
+            f"interrupted; {written} of {total} samples written; rerun the same command to resume"
+        )
+
+
+def smallest_canvas(generators: Generators) -> tuple[int, ...]:
+    """The smallest canvas per axis that all three generators take.
+
+    A canvas is padded up to a multiple of the divisor, and the U-Net's deepest level holds
+    padded / divisor px, which its mirrored k x k convolutions can pad only if it has more
+    than k // 2 px (found by trying: the bundled 16-divisor generators fail on 16 px with
+    TensorFlow's "paddings must be less than the dimension size" and run on 17).
+    """
+    need = [1] * generators.ndim
+    for model in generators.stages.values():
+        kernel = int(model.manifest.get("config", {}).get("generator", {}).get("kernel_size", 3))
+        for axis, d in enumerate(model.divisor):
+            need[axis] = max(need[axis], (kernel // 2) * d + 1)
+    return tuple(need)
+
+
+def _check_canvas(options: SynthesisOptions, generators: Generators, shape: tuple[int, ...]) -> None:
+    """Refuses a --shape or --tile the generators cannot take, before anything is written."""
+    need = smallest_canvas(generators)
+    divisor = tuple(max(m.divisor[a] for m in generators.stages.values()) for a in range(generators.ndim))
+    typical = tuple(round_up(n, d) for n, d in zip(need, divisor))
+    if any(s < n for s, n in zip(shape, need)):
+        raise ValueError(
+            f"--shape {_csv(shape)} is too small for these generators ({options.models}): each axis needs "
+            f"at least {_csv(need)} px, e.g. --shape {_csv(typical)}"
+        )
+    tiles = options.tile if len(options.tile) == len(shape) else options.tile * len(shape)
+    for tile, size, d, smallest in zip(tiles, shape, divisor, typical):
+        if tile and tile < size and max(d, tile // d * d) < smallest:  # tiles are cut to divisor multiples
+            raise ValueError(
+                f"--tile {_csv(options.tile)} is too small for these generators: tiles need at least "
+                f"{_csv(typical)} px"
+            )
+
+
+def _csv(values) -> str:
+    return ",".join(str(v) for v in values)
 
 
 def _seed_config(options: SynthesisOptions, base):
@@ -103,6 +159,11 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     from tqdm import tqdm
 
     started = time.perf_counter()
+    out = pathlib.Path(options.out)
+    if out.exists() and not out.is_dir():  # before the seconds of model loading
+        raise DataError(
+            out, "--out is a file, not a folder; give a new folder or one written by nucgen synthesize"
+        )
     if options.realism_reference and not pathlib.Path(options.realism_reference).is_dir():
         raise DataError(options.realism_reference, "--realism_reference is not a folder")
     if generators is None:
@@ -117,13 +178,13 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         raise ValueError(
             f"`shape` must have {generators.ndim} sizes for these models. Received: shape={shape}"
         )
+    _check_canvas(options, generators, shape)
     seed_config = _seed_config(options, generators.seeds)
     spacing = tuple(options.spacing) or generators.spacing
     csv_seeds = sampling.read_seeds_csv(options.seeds_csv, generators.ndim) if options.seeds_csv else None
     n = options.n if options.n is not None else max(csv_seeds, default=-1) + 1
     if csv_seeds and max(csv_seeds) >= n:
         raise DataError(options.seeds_csv, f"has rows for sample {max(csv_seeds)} but --n={n}")
-    out = pathlib.Path(options.out)
     layout = writers.Layout(out, options.layout)
     settings = _generation_settings(options, generators, shape, seed_config, spacing)
     header = {
@@ -177,67 +238,73 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     empty_level = float(np.mean(image_scale(generators)))
     run = {"computed": 0, "skipped": len(records)}
     manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
-    with tqdm(total=len(mine), initial=len(records), unit="sample", disable=None) as bar:
-        for first in range(0, len(todo), options.chunk):
-            chunk = todo[first : first + options.chunk]
-            rngs = [sampling.sample_rngs(options.seed, i) for i in chunk]
-            seeds, kinds = [], []
-            for i, rng in zip(chunk, rngs):
-                if csv_seeds is not None:
-                    kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
-                else:
-                    kind, points = sampling.draw_seeds(
-                        options.arrangement, shape, rng["seeds"], seed_config, spacing
+    try:
+        with tqdm(total=len(mine), initial=len(records), unit="sample", disable=None) as bar:
+            for first in range(0, len(todo), options.chunk):
+                chunk = todo[first : first + options.chunk]
+                rngs = [sampling.sample_rngs(options.seed, i) for i in chunk]
+                seeds, kinds = [], []
+                for i, rng in zip(chunk, rngs):
+                    if csv_seeds is not None:
+                        kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
+                    else:
+                        kind, points = sampling.draw_seeds(
+                            options.arrangement, shape, rng["seeds"], seed_config, spacing
+                        )
+                    kinds.append(kind)
+                    seeds.append(points)
+                for i, kind, sample in zip(chunk, kinds, run_chain(generators, seeds, rngs, shape, chain)):
+                    name = writers.sample_name(i, options.prefix)
+                    report = alignment.alignment_report(
+                        sample.image, sample.labels, options.min_alignment, empty_threshold=empty_level
                     )
-                kinds.append(kind)
-                seeds.append(points)
-            for i, kind, sample in zip(chunk, kinds, run_chain(generators, seeds, rngs, shape, chain)):
-                name = writers.sample_name(i, options.prefix)
-                report = alignment.alignment_report(
-                    sample.image, sample.labels, options.min_alignment, empty_threshold=empty_level
-                )
-                unmatched = sample.report.get("decode_colored_mask", {}).get("n_unmatched_boxes", 0)
-                mask_report = checks.mask_checks(
-                    sample.labels, sample.boxes, unmatched, options.max_labels_per_box
-                )
-                start = time.perf_counter()
-                files = writers.write_sample(
-                    layout, name, sample, options.save_intermediate, options.previews
-                )
-                sample.report["timings"]["write"] = round(time.perf_counter() - start, 6)
-                records[name] = {
-                    "index": i,
-                    "seed": [options.seed, i],
-                    "arrangement": kind,
-                    "files": files,
-                    "alignment": report,
-                    "mask_checks": mask_report,
-                    **sample.report,
-                }
-                if mask_report["flagged"]:
-                    logging.log_first_n(
-                        logging.WARNING,
-                        "%s: %.2f labels per stage-1 box > --max_labels_per_box %.2f (shattered nuclei?)",
-                        10,
-                        name,
-                        mask_report["labels_per_box"],
-                        options.max_labels_per_box,
+                    unmatched = sample.report.get("decode_colored_mask", {}).get("n_unmatched_boxes", 0)
+                    mask_report = checks.mask_checks(
+                        sample.labels, sample.boxes, unmatched, options.max_labels_per_box
                     )
-                if report["flagged"]:  # the first few here, all of them in the summary and the manifest
-                    logging.log_first_n(
-                        logging.WARNING,
-                        "%s: alignment score %.3f < --min_alignment %.3f (iou %.3f, brighter %s)",
-                        10,
-                        name,
-                        report["score"],
-                        options.min_alignment,
-                        report["iou"],
-                        report["brighter_fraction"],
+                    start = time.perf_counter()
+                    files = writers.write_sample(
+                        layout, name, sample, options.save_intermediate, options.previews
                     )
-            run["computed"] += len(chunk)
-            run["elapsed_s"] = round(time.perf_counter() - started, 3)
-            manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
-            bar.update(len(chunk))
+                    sample.report["timings"]["write"] = round(time.perf_counter() - start, 6)
+                    records[name] = {
+                        "index": i,
+                        "seed": [options.seed, i],
+                        "arrangement": kind,
+                        "files": files,
+                        "alignment": report,
+                        "mask_checks": mask_report,
+                        **sample.report,
+                    }
+                    if mask_report["flagged"]:
+                        logging.log_first_n(
+                            logging.WARNING,
+                            "%s: %.2f labels per stage-1 box > --max_labels_per_box %.2f (shattered nuclei?)",
+                            10,
+                            name,
+                            mask_report["labels_per_box"],
+                            options.max_labels_per_box,
+                        )
+                    if report["flagged"]:  # the first few here, all of them in the summary and the manifest
+                        logging.log_first_n(
+                            logging.WARNING,
+                            "%s: alignment score %.3f < --min_alignment %.3f (iou %.3f, brighter %s)",
+                            10,
+                            name,
+                            report["score"],
+                            options.min_alignment,
+                            report["iou"],
+                            report["brighter_fraction"],
+                        )
+                run["computed"] += len(chunk)
+                run["elapsed_s"] = round(time.perf_counter() - started, 3)
+                manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
+                bar.update(len(chunk))
+    except KeyboardInterrupt as stop:  # every sample in `records` has its files: keep them
+        run["computed"] = len(records) - run["skipped"]
+        run["elapsed_s"] = round(time.perf_counter() - started, 3)
+        writers.write_manifest(path, {**header, "run": run}, records, len(mine))
+        raise Interrupted(len(records), len(mine)) from stop
     summary = manifest["summary"]
     if summary["flagged"]:
         logging.warning(
@@ -412,9 +479,11 @@ def main(argv: list[str]) -> None:
     try:
         options = options_from_flags()
         synthesize(options)
-    except (DataError, ValueError) as error:
-        logging.error("%s", error)
+    except (DataError, ValueError) as error:  # one plain line: the log line would repeat it
         raise SystemExit(f"nucgen synthesize: {error}") from error
+    except Interrupted as stop:
+        sys.stderr.write(f"nucgen synthesize: {stop}\n")
+        raise SystemExit(130) from stop
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ def _generation_settings(options, generators, shape, seed_config, spacing) -> di
         "split_touching": options.split_touching,
         # The stage-2 rule: samples decoded by the old palette-component rule are not mixed in.
         "decoding": DECODING,
+        "sensor_noise": options.sensor_noise if generators.sensor is not None else "none",
         # Only when on, so that folders written before the option resume unchanged.
         **({"require_seed": True} if options.require_seed else {}),
     }
@@ -233,7 +234,13 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         min_box_size=options.min_box_size,
         split_touching=options.split_touching,
         require_seed=options.require_seed,
+        sensor_noise=options.sensor_noise == "fitted",
     )
+    if options.sensor_noise == "fitted" and generators.sensor is None:
+        logging.warning(
+            "%s has no fitted sensor model (exported before it was recorded): images stay noise-free",
+            generators.stages[3].path,
+        )
     # An empty field is judged against the data set's levels, not Otsu (see alignment).
     empty_level = float(np.mean(image_scale(generators)))
     run = {"computed": 0, "skipped": len(records)}
@@ -408,6 +415,10 @@ def define_flags() -> None:
     flags.DEFINE_float(
         "max_labels_per_box", d.max_labels_per_box, "Flag samples with more labels per stage-1 box."
     )
+    flags.DEFINE_enum(
+        "sensor_noise", d.sensor_noise, ["fitted", "none"],
+        "Add the camera noise fitted to the training images (stage-3 manifest) to generated images.",
+    )  # fmt: skip
     flags.DEFINE_string(
         "realism_reference", None,
         "Real folder (images/ + masks/): write the run's realism report next to the manifest.",
@@ -462,6 +473,7 @@ def options_from_flags() -> SynthesisOptions:
         previews=f.previews,
         min_alignment=f.min_alignment,
         max_labels_per_box=f.max_labels_per_box,
+        sensor_noise=f.sensor_noise,
         realism_reference=f.realism_reference,
         num_shards=f.num_shards,
         shard_index=f.shard_index,

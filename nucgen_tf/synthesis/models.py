@@ -19,6 +19,7 @@ import numpy as np
 from nucgen_tf.config import NormConfig, RenderConfig, SeedConfig, from_dict
 from nucgen_tf.data.normalize import IntensityStats
 from nucgen_tf.io import DataError
+from nucgen_tf.sensor import SensorModel
 
 STAGE_DIRS = ("stage1", "stage2", "stage3")
 CHANNELS = {1: (1, 1), 2: (3, 4), 3: (4, 1)}
@@ -97,6 +98,8 @@ class Generators:
         patch_shape: stage-1 training patch shape (default canvas).
         stats: stage-3 `IntensityStats` (intensity scale of the outputs).
         norm: stage-3 `NormConfig` (span floor of the denormalization).
+        sensor: stage-3 `SensorModel` fitted to the training images (camera noise added to
+            generated images), or None for exports made before it was recorded.
     """
 
     stages: dict[int, StageModel]
@@ -109,6 +112,7 @@ class Generators:
     patch_shape: tuple[int, ...]
     stats: IntensityStats
     norm: NormConfig
+    sensor: SensorModel | None = None
 
     def describe(self) -> dict:
         return {f"stage{k}": model.describe() for k, model in sorted(self.stages.items())}
@@ -196,6 +200,12 @@ def load_generators(models_dir: str | pathlib.Path) -> Generators:
     if len(patch) != ndim:
         raise DataError(stages[1].path, f"manifest `patch_shape` must have {ndim} sizes, got {patch}")
     spacing = m1.get("config", {}).get("spacing") or None
+    sensor = None
+    if "sensor" in m3:
+        try:
+            sensor = SensorModel.from_dict(m3["sensor"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(stages[3].path, f"invalid `sensor` in the manifest: {err}") from err
     return Generators(
         stages=stages,
         ndim=ndim,
@@ -207,4 +217,5 @@ def load_generators(models_dir: str | pathlib.Path) -> Generators:
         patch_shape=patch,
         stats=stats,
         norm=_sub_config(m3, "norm", NormConfig, stages[3].path),
+        sensor=sensor,
     )

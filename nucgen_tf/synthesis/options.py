@@ -7,6 +7,8 @@ import dataclasses
 from nucgen_tf.synthesis.sampling import ARRANGEMENTS
 from nucgen_tf.synthesis.writers import LAYOUTS
 
+SENSOR_NOISE = ("fitted", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class SynthesisOptions:
@@ -34,6 +36,9 @@ class SynthesisOptions:
         min_alignment: flag samples whose alignment score is lower.
         max_labels_per_box: flag samples whose masks hold more labels per stage-1 box
             (`checks.mask_checks`; 1 = one nucleus per box).
+        sensor_noise: "fitted" adds the stage-3 manifest's camera noise to the images (when
+            the models have none, a warning says so and images stay clean); "none" keeps
+            the generator's clean images.
         realism_reference: optional real folder (images/ + masks/); when given, the run's
             realism report against it is written next to the manifest.
         num_shards, shard_index: this process computes the samples i with
@@ -69,6 +74,7 @@ class SynthesisOptions:
     previews: bool = True
     min_alignment: float = 0.5
     max_labels_per_box: float = 1.5
+    sensor_noise: str = "fitted"
     realism_reference: str | None = None
     num_shards: int = 1
     shard_index: int = 0
@@ -110,6 +116,8 @@ class SynthesisOptions:
             raise ValueError(
                 f"`tile` and `overlap` must be >= 0. Received: tile={self.tile}, overlap={self.overlap}"
             )
+        if self.sensor_noise not in SENSOR_NOISE:
+            raise ValueError(f"`sensor_noise` must be one of {SENSOR_NOISE}. Received: {self.sensor_noise!r}")
         if not self.max_labels_per_box > 0:
             raise ValueError(f"`max_labels_per_box` must be > 0. Received: {self.max_labels_per_box}")
         if not self.prefix or "/" in self.prefix:

@@ -38,6 +38,8 @@ class ChainSettings:
         split_touching: split touching ovals of the box map.
         require_seed: only box-map pieces that hold a seed point become boxes (drops what
             stage 1 painted away from every seed; off = the paper's rule, every piece).
+        sensor_noise: add the stage-3 manifest's camera noise (`sensor.SensorModel`) to the
+            generated images; off = the generator's clean images.
     """
 
     tile: int | tuple[int, ...] = 0
@@ -47,6 +49,7 @@ class ChainSettings:
     min_box_size: int | None = None
     split_touching: bool = True
     require_seed: bool = False
+    sensor_noise: bool = True
 
 
 @dataclasses.dataclass
@@ -63,7 +66,8 @@ class Sample:
         colored_mask: (*spatial, 4) stage-2 output.
         labels: (*spatial) int32 final labels 1..N, consecutive.
         stage3_input: (*spatial, 4) colored mask rendered from `labels`.
-        image: (*spatial) generated image on the training data's intensity scale.
+        image: (*spatial) generated image on the training data's intensity scale, with the
+            fitted camera noise when `ChainSettings.sensor_noise` and the models have one.
         report: JSON-ready counts, decode reports and timings.
     """
 
@@ -298,6 +302,10 @@ def run_chain(
     images = _timed_stage(
         generators.stages[3], samples, [s.stage3_input for s in samples], settings, "stage3"
     )
-    for sample, image in zip(samples, images):
+    noise = settings.sensor_noise and generators.sensor is not None
+    for sample, image, rng in zip(samples, images, rngs):
         sample.image = to_intensity(image[..., 0], generators)
+        if noise:  # the generator paints the clean signal; the camera adds its noise
+            sample.image = generators.sensor.apply(sample.image, rng["sensor"])
+        sample.report["sensor_noise"] = bool(noise)
     return samples

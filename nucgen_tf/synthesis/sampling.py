@@ -24,11 +24,15 @@ AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
 
 def sample_rngs(base_seed: int, index: int) -> dict[str, np.random.Generator]:
-    """Independent generators of sample `index`: "seeds", "colors_stage2", "colors_stage3"."""
+    """Independent generators of sample `index`: "seeds", "colors_stage2", "colors_stage3", "sensor".
+
+    Child k of a SeedSequence does not depend on how many are spawned, so the first three
+    streams are those of the time before the sensor stream existed.
+    """
     if base_seed < 0 or index < 0:
         raise ValueError(f"Seeds must be >= 0. Received: base_seed={base_seed}, index={index}")
-    children = np.random.SeedSequence([int(base_seed), int(index)]).spawn(3)
-    names = ("seeds", "colors_stage2", "colors_stage3")
+    children = np.random.SeedSequence([int(base_seed), int(index)]).spawn(4)
+    names = ("seeds", "colors_stage2", "colors_stage3", "sensor")
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 

@@ -349,3 +349,28 @@ def test_a_missing_realism_reference_is_refused_before_any_work(tmp_path, export
     with pytest.raises(io.DataError, match="nope.*not a folder"):
         synthesize(options)
     assert not (tmp_path / "out").exists()
+
+
+def test_fitted_sensor_noise_is_added_to_images_and_can_be_turned_off(tmp_path, exported):
+    models_dir = tmp_path / "models"
+    shutil.copytree(exported("reference", 2), models_dir)
+    manifest_path = models_dir / "stage3" / "nucgen_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sensor"] = {"model": "poisson-gaussian", "gain": 0.5, "offset_variance": 4.0, "max_value": 4095}
+    manifest_path.write_text(json.dumps(manifest))
+    chain = models.load_generators(models_dir)
+    assert chain.sensor is not None and chain.sensor.gain == 0.5
+    noisy = synthesize(_options(models_dir, tmp_path / "noisy", n=2), chain)
+    clean = synthesize(_options(models_dir, tmp_path / "clean", n=2, sensor_noise="none"), chain)
+    assert noisy["settings"]["sensor_noise"] == "fitted" and clean["settings"]["sensor_noise"] == "none"
+    for name in ("sample_000000", "sample_000001"):
+        (a, mask), (b, same_mask) = (
+            _arrays(writers.Layout(tmp_path / kind), [name])[name] for kind in ("noisy", "clean")
+        )
+        np.testing.assert_array_equal(mask, same_mask)  # noise touches images only
+        background = (mask == 0) & (b == np.median(b[mask == 0]))  # flat clean background
+        assert b[background].std() == 0
+        residual = a[background].astype(float) - b[background]
+        expected = np.sqrt(0.5 * float(np.median(b[mask == 0])) + 4.0)
+        assert residual.std() == pytest.approx(expected, rel=0.15)
+        assert noisy["samples"][name]["sensor_noise"] and not clean["samples"][name]["sensor_noise"]

@@ -1,8 +1,11 @@
 """`nucgen evaluate`: score predicted label TIFFs against the true ones with the same names.
 
 Every ``*.tif`` of ``--pred`` is compared with the file of the same name (stem) in ``--truth``;
-either folder may be a plain folder of label TIFFs or a data folder holding ``masks/`` (e.g.
-``data/bbbc039/test``). Prints one line per image and the pooled line (counts summed over all
+either folder may be a plain folder of label TIFFs, a data folder holding ``masks/`` (e.g.
+``data/bbbc039/test``) or a Cellpose-layout folder (``<name>.tif`` + ``<name>_masks.tif``, as
+``nucgen synthesize --layout cellpose`` writes; ``_cp_masks`` as Cellpose saves predictions).
+Intensity images are refused: scored as labels they give meaningless figures without error.
+Prints one line per image and the pooled line (counts summed over all
 images, then the ratios): pixel F1, the paper's instance F1, object F1 at IoU 0.5 and the
 DSB/StarDist mean AP over IoU 0.5:0.05:0.95. ``--json`` also writes every count and figure.
 
@@ -16,10 +19,47 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from absl import app, flags, logging
 
 from nucgen_tf import io
 from nucgen_tf.eval.metrics import DSB_THRESHOLDS, Scores, pool, score
+
+MASK_SUFFIXES = ("_cp_masks", "_masks")
+"""Stem endings of label files beside their images (Cellpose layout); the rest is the name."""
+MAX_CHANGE_FRACTION = 0.5
+"""Above this share of differing neighbours among object pixels a file is not a label mask
+(BBBC039: masks 0.08-0.09, images 0.94-0.97)."""
+_ADVICE = "--pred and --truth take integer label masks (masks/, or <name>_masks.tif files)"
+
+
+def check_labels(path: io.PathLike, array: np.ndarray) -> None:
+    """Refuses an array that is an intensity image rather than instance labels.
+
+    A label mask is piecewise constant: neighbouring object pixels share their label except
+    at the borders between nuclei. In an intensity image nearly every pair differs.
+
+    Raises:
+        io.DataError: a float array, or an integer one whose neighbouring object pixels
+            differ more often than `MAX_CHANGE_FRACTION`.
+    """
+    if np.issubdtype(array.dtype, np.floating):
+        raise io.DataError(
+            path, f"{array.dtype} values are intensities or probabilities, not labels; {_ADVICE}"
+        )
+    left, right = array[..., :-1], array[..., 1:]
+    objects = (left != 0) | (right != 0)
+    n_objects = int(np.count_nonzero(objects))
+    if n_objects == 0:
+        return
+    change = int(np.count_nonzero((left != right) & objects)) / n_objects
+    if change > MAX_CHANGE_FRACTION:
+        n_values = len(np.unique(array))
+        raise io.DataError(
+            path,
+            f"looks like an intensity image, not instance labels ({array.dtype}, {n_values} distinct values; "
+            f"{change:.0%} of neighbouring object pixels differ, in a label mask ~10%); {_ADVICE}",
+        )
 
 
 def label_files(folder: io.PathLike) -> dict[str, pathlib.Path]:
@@ -32,22 +72,45 @@ def label_files(folder: io.PathLike) -> dict[str, pathlib.Path]:
     root = pathlib.Path(folder)
     if not root.is_dir():
         raise io.DataError(root, "folder not found (expected label TIFFs, or a data folder with masks/)")
+    if root.resolve().name == "images":
+        raise io.DataError(
+            root, "an images/ folder holds intensities, not labels; give its masks/ folder or the data folder"
+        )
     for candidate in (root, root / "masks"):
         if not candidate.is_dir():
             continue
-        found: dict[str, pathlib.Path] = {}
-        for path in sorted(candidate.iterdir()):
+        tiffs = [
+            path
+            for path in sorted(candidate.iterdir())
             # Dot files are temporaries of atomic writes or macOS resource forks.
-            if path.name.startswith(".") or path.suffix.lower() not in io.TIFF_SUFFIXES or not path.is_file():
-                continue
-            if path.stem in found:
-                raise io.DataError(
-                    path, f"two label files share the name {path.stem!r}: also {found[path.stem]}"
-                )
-            found[path.stem] = path
+            if not path.name.startswith(".") and path.suffix.lower() in io.TIFF_SUFFIXES and path.is_file()
+        ]
+        masks = {p: _mask_name(p.stem) for p in tiffs}
+        if any(name is not None for name in masks.values()):  # Cellpose layout: skip the images
+            tiffs = [p for p in tiffs if masks[p] is not None]
+        found: dict[str, pathlib.Path] = {}
+        for path in tiffs:
+            name = masks[path] or path.stem
+            if name in found:
+                raise io.DataError(path, f"two label files share the name {name!r}: also {found[name]}")
+            found[name] = path
         if found:
             return found
     raise io.DataError(root, "no *.tif or *.tiff label files here nor in masks/")
+
+
+def _mask_name(stem: str) -> str | None:
+    """The image name of a Cellpose-layout label file (``a_masks`` -> ``a``), else None."""
+    for suffix in MASK_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return None
+
+
+def read_checked_labels(path: io.PathLike, ndim: int | None = None) -> np.ndarray:
+    """`io.read_labels`, after `check_labels` refused intensity images."""
+    check_labels(path, io.read_image(path, ndim))
+    return io.read_labels(path, ndim)
 
 
 def evaluate_folders(
@@ -93,8 +156,8 @@ def evaluate_folders(
         logging.warning("%d true masks have no prediction and are skipped, e.g. %s", len(missing), missing[0])
     results: dict[str, Scores] = {}
     for i, name in enumerate(sorted(pred_files)):
-        y_pred = io.read_labels(pred_files[name], ndim)
-        y_true = io.read_labels(true_files[name], ndim)
+        y_pred = read_checked_labels(pred_files[name], ndim)
+        y_true = read_checked_labels(true_files[name], ndim)
         if y_pred.shape != y_true.shape:
             raise io.DataError(
                 pred_files[name],
@@ -156,8 +219,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--pred and --truth are required.")
     try:
         per_image = evaluate_folders(cfg.pred, cfg.truth, ndim=cfg.ndim, partial=cfg.partial)
-    except io.DataError as error:
-        logging.error("%s", error)
+    except io.DataError as error:  # one plain line: a log line would repeat it
         raise SystemExit(f"nucgen evaluate: {error}") from error
     pooled = pool(per_image.values())
     # The table is the command's output (stdout); progress and warnings go to the absl log.

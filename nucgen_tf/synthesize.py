@@ -26,6 +26,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from nucgen_tf.io import DataError
+from nucgen_tf.postprocess.decode import DECODING
 from nucgen_tf.synthesis import alignment, checks, sampling, writers
 from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
@@ -33,8 +34,6 @@ from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
 from nucgen_tf.synthesis.tiling import round_up
 
 REALISM_JSON, REALISM_PNG = "realism.json", "realism.png"
-DECODING = "one-nucleus-per-box/1"
-"""Version of the stage-2 decoding rule (`postprocess.decode_colored_mask`), in the settings."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -52,6 +52,7 @@ _FIELDS = {
     "models_dir": ("models_dir", str),
     "ours_models": ("ours_models", str),
     "ours_require_seed": ("ours_require_seed", bool),
+    "sensor_noise": ("sensor_noise", bool),
     "rp2p_models": ("rp2p_models", str),
     "pcyclegan_models": ("pcyclegan_models", str),
     "seg_steps": ("segmenter.steps", int),
@@ -146,6 +147,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("ours_models", None, "Reuse for 'ours': a folder with stage1/ stage2/ stage3/.", **fv)
     flags.DEFINE_bool(
         "ours_require_seed", None, "'ours': only stage-1 pieces holding a seed become nuclei (off).", **fv
+    )
+    flags.DEFINE_bool(
+        "sensor_noise", None, "'ours' and 'r+p2p': add the fitted camera noise to images (on).", **fv
     )
     flags.DEFINE_string(
         "rp2p_models", None, "Reuse for 'r+p2p': a stage-3 export (or a folder with stage3/).", **fv

@@ -41,6 +41,7 @@ from nucgen_tf.data import normalize as nz
 from nucgen_tf.data import sources
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
+from nucgen_tf.sensor import SensorModel
 from nucgen_tf.trainers.config import TrainConfig
 
 PathLike = str | pathlib.Path
@@ -247,6 +248,11 @@ class _ImageGenerator:
         self.norm = from_dict(NormConfig, config.get("norm", {}))
         self.render = from_dict(RenderConfig, config.get("render", {}))
         self.divisor = tuple(int(d) for d in self.manifest["divisor"])
+        try:
+            sensor = self.manifest.get("sensor")
+            self.sensor = SensorModel.from_dict(sensor) if sensor is not None else None
+        except (KeyError, TypeError, ValueError) as err:
+            raise io.DataError(self.directory, f"invalid `sensor` in the manifest ({err})") from err
 
     def image(self, stored_mask: np.ndarray) -> np.ndarray:
         """(*spatial, 4) stored-range mask -> (*spatial) image of the training data's dtype and scale.
@@ -426,6 +432,7 @@ def generate_real_pix2pix(
     alpha: float = 6.0,
     sigma: float = 16.0,
     spacing: Sequence[float] | None = None,
+    sensor_noise: bool = True,
 ) -> pathlib.Path:
     """Writes `n` (image, mask) pairs: transformed real masks through the pix2pix generator.
 
@@ -442,12 +449,16 @@ def generate_real_pix2pix(
         alpha, sigma: elastic deformation (see `elastic_labels`).
         spacing: physical pixel size per axis for the elastic field; None fits it to the
             real masks (`fit_spacing`: () on isotropic data).
+        sensor_noise: add the camera noise of the generator's manifest (`sensor`), when it
+            has one (a warning says when it has none), as synthesis does.
 
     Returns:
         `out`.
     """
     out = pathlib.Path(out)
     generator = _ImageGenerator(model_dir)
+    if sensor_noise and generator.sensor is None:
+        logging.warning("%s has no fitted sensor model: r+p2p images stay noise-free", model_dir)
     masks = real_labels(data)
     spacing = fit_spacing(masks) if spacing is None else tuple(spacing)
     todo = [i for i in range(n) if not _done(out, _sample_name(i))]
@@ -459,5 +470,7 @@ def generate_real_pix2pix(
         rng = np.random.default_rng([seed, i, _RP2P_STREAM])
         labels = transformed_mask(masks[i % len(masks)], shape, alpha, sigma, rng, spacing)
         image = generator.image(colored_mask(labels, generator.render, rng))
+        if sensor_noise and generator.sensor is not None:
+            image = generator.sensor.apply(image, rng)
         _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
     return out

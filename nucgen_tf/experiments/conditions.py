@@ -226,6 +226,8 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
     }
     if condition == "ours" and config.ours_require_seed:
         record["require_seed"] = True  # (absent when off: folders written before it stay complete)
+    if condition in ("ours", "r+p2p") and config.sensor_noise:
+        record["sensor_noise"] = True  # (absent when off: folders written before it had no noise)
     if _complete(out, record):
         logging.info("%s: %d synthetic samples exist in %s", condition, config.n_synthetic, out)
         return out
@@ -238,13 +240,14 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
             SynthesisOptions(
                 models=str(models["models"]), out=str(out), n=config.n_synthetic, seed=seed,
                 shape=config.synth_shape, require_seed=config.ours_require_seed,
+                sensor_noise="fitted" if config.sensor_noise else "none",
             )
         )  # fmt: skip
         record["summary"] = manifest.get("summary", {})
     elif condition == "r+p2p":
         baselines.generate_real_pix2pix(
             models["stage3"], amount.train, out, config.n_synthetic, config.synth_shape, seed,
-            config.elastic_alpha, config.elastic_sigma,
+            config.elastic_alpha, config.elastic_sigma, sensor_noise=config.sensor_noise,
         )  # fmt: skip
     else:
         baselines.generate_polygon_cyclegan(

@@ -158,6 +158,9 @@ class ExperimentConfig:
         pcyclegan_models: a p+CycleGAN export, or a folder holding pcyclegan/.
         ours_require_seed: "ours" synthesis keeps only stage-1 pieces holding a seed point
             (`SynthesisOptions.require_seed`); off = the paper's rule.
+        sensor_noise: "ours" and "r+p2p" images get the camera noise fitted to the real
+            training images (the stage-3 manifest's `sensor`, see `nucgen_tf.sensor`); off =
+            the generator's noise-free images.
     """
 
     data_root: str
@@ -181,6 +184,7 @@ class ExperimentConfig:
     rp2p_models: str | None = None
     pcyclegan_models: str | None = None
     ours_require_seed: bool = False
+    sensor_noise: bool = True
 
     def __post_init__(self):
         conditions = tuple(parse_condition(c) for c in self.conditions)

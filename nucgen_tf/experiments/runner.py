@@ -69,6 +69,8 @@ def settings_record(config: ExperimentConfig) -> dict:
         del values["gan"]["clipnorm"]  # likewise for files written before gradient clipping
     if not config.ours_require_seed:
         del values["ours_require_seed"]  # and before the seed rule of "ours"
+    if not config.sensor_noise:
+        del values["sensor_noise"]  # workdirs written before the sensor model had none
     for key in _PATH_FIELDS:  # the same folders, however the command line spelled them
         if values.get(key):
             values[key] = str(pathlib.Path(values[key]).resolve())

@@ -34,6 +34,11 @@ from nucgen_tf.geometry.boxes import (
 from nucgen_tf.geometry.colors import PALETTE, boundary_map, ellipse_owner_map, nearest_palette_index
 from nucgen_tf.postprocess.k_terminal_cut import k_terminal_cut
 
+DECODING = "one-nucleus-per-box/1"
+"""Version of the stage-2 decoding rule (`decode_colored_mask`), recorded wherever decoded
+masks are kept (synthesis settings, experiment settings), so that masks decoded by another
+rule (the nearest-palette components before it) are never mixed in or reused."""
+
 
 def to_stored_range(x: np.ndarray, value_range: Sequence[float] = (-1.0, 1.0)) -> np.ndarray:
     """Map a generated array from `value_range` to the stored range [0, 1] (clipped), float32.

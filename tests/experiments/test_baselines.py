@@ -106,3 +106,28 @@ def test_workdir_refuses_other_settings(tmp_path):
     runner.check_workdir(with_overrides(config, {"seeds": (0, 1), "n_train": (1, 2)}))  # free fields
     with pytest.raises(io.DataError, match="n_synthetic: 4 -> 8"):
         runner.check_workdir(with_overrides(config, {"n_synthetic": 8}))
+
+
+def test_rp2p_images_get_the_stage3_camera_noise_and_keep_their_masks(tmp_path):
+    import json
+
+    from nucgen_tf.synthesis import testing
+    from tests.helpers import write_disc_pairs
+
+    real = write_disc_pairs(tmp_path / "real", seeds=[0, 1], shape=(64, 64))
+    models = testing.export_reference_models(tmp_path / "models", (64, 64), nucleus_radius=5.0)
+    manifest_path = models / "stage3" / "nucgen_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sensor"] = {"model": "poisson-gaussian", "gain": 1.0, "offset_variance": 9.0, "max_value": 4095}
+    manifest_path.write_text(json.dumps(manifest))
+    made = {}
+    for noise in (True, False):
+        out = baselines.generate_real_pix2pix(
+            models / "stage3", real, tmp_path / f"noise{noise}", 2, (64, 64), seed=3, sensor_noise=noise
+        )
+        made[noise] = [io.read_pair(p) for p in io.list_pairs(out)]
+    for (noisy, mask), (clean, same_mask) in zip(made[True], made[False]):
+        np.testing.assert_array_equal(mask, same_mask)
+        flat = (mask == 0) & (clean == np.median(clean[mask == 0]))
+        expected = np.sqrt(float(np.median(clean[mask == 0])) + 9.0)
+        assert (noisy[flat].astype(float) - clean[flat]).std() == pytest.approx(expected, rel=0.15)

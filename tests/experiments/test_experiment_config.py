@@ -94,6 +94,16 @@ def test_ours_require_seed_is_a_setting_only_when_on():
     assert settings_record(on)["ours_require_seed"] is True
 
 
+def test_sensor_noise_is_on_by_default_and_a_setting_only_when_on():
+    from nucgen_tf.experiments.runner import settings_record
+
+    base = ["--preset=smoke", "--data_root=/data", "--workdir=/w"]
+    on, off = _parse(base), _parse([*base, "--nosensor_noise"])
+    assert on.sensor_noise and not off.sensor_noise
+    assert settings_record(on)["sensor_noise"] is True
+    assert "sensor_noise" not in settings_record(off)  # workdirs from before the sensor model
+
+
 def test_flag_files_parse(tmp_path):
     for name, preset in (("smoke.flags", "smoke"), ("experiment.flags", "full")):
         cfg = _parse([f"--flagfile={REPO / 'configs' / 'bbbc039_2d' / name}"])

@@ -60,12 +60,16 @@ def _parse(argv):
 
 
 def _table1(tmp_path, *extra):
-    """The config of the Table I command line (its flag file), optionally with more flags."""
+    """The config of the Table I command line (its flag file), optionally with more flags.
+
+    `--nosensor_noise`: the old workdir was written before the sensor model, whose images had
+    no camera noise; continuing it takes that flag (a run with noise is refused, see below).
+    """
     data, models = tmp_path / "bbbc039", tmp_path / "models"
     return _parse(
         ["--preset=full", f"--data_root={data}", f"--workdir={tmp_path / 'work'}", "--seeds=0,1",
          "--n_synthetic=100", "--seg_steps=1000", "--seg_eval_every=250", "--pcyclegan_steps=2000",
-         f"--ours_models={models}", f"--rp2p_models={models / 'stage3'}", *extra]
+         f"--ours_models={models}", f"--rp2p_models={models / 'stage3'}", "--nosensor_noise", *extra]
     )  # fmt: skip
 
 
@@ -125,6 +129,13 @@ def test_stardist_shares_an_old_workdir(tmp_path):
     runner.check_workdir(_table1(tmp_path))  # and the U-Net is still accepted
     cell = runner.cell_dir(stardist, 20, "ours", 1)
     assert cell == tmp_path / "work" / "cells" / "stardist" / "n20" / "ours" / "seed1"
+
+
+def test_an_old_workdir_refuses_sensor_noise_its_synthetic_images_never_had(tmp_path):
+    _write_old_record(tmp_path)
+    noisy = _table1(tmp_path, "--sensor_noise")
+    with pytest.raises(io.DataError, match=r"experiment.json.*sensor_noise: None -> True"):
+        runner.check_workdir(noisy)
 
 
 def test_other_stardist_settings_are_refused(tmp_path):

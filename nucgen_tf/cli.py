@@ -3,12 +3,22 @@
 Each subcommand is a module with an absl `main(argv)` (and `define_flags()`); only the chosen
 module is imported, so absl flags of different jobs never clash and `nucgen --help` is fast.
 `python -m <module>` runs the same job.
+
+TensorFlow's start-up lines (oneDNN, CPU features, absl's InitializeLog warning) are hidden:
+`TF_CPP_MIN_LOG_LEVEL=2` unless set, and TensorFlow's native stderr captured while it is
+imported (some of those lines ignore the variable). `NUCGEN_TF_LOGS=1`, or any
+`TF_CPP_MIN_LOG_LEVEL` of your own, shows them again. Errors a command does not turn into a
+message itself (a bad file, Ctrl-C) end in one line, not a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator, MutableMapping
 
 from absl import app
 
@@ -45,6 +55,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "realism": ("nucgen_tf.realism.command", "how far a synthetic set is from real data, per statistic"),
 }
+# Commands that load TensorFlow anyway: it is imported up front, quietly.
+TENSORFLOW_COMMANDS = ("synthesize", "train", "segment", "experiment")
+
+
+def quiet_tensorflow(environ: MutableMapping[str, str]) -> bool:
+    """Sets TensorFlow's C++ log level to warnings-off unless the user chose otherwise.
+
+    Returns:
+        Whether to hide TensorFlow's start-up lines: False when `NUCGEN_TF_LOGS` is set to
+        anything but 0 or `TF_CPP_MIN_LOG_LEVEL` was set by the user.
+    """
+    if environ.get("NUCGEN_TF_LOGS", "0") not in ("", "0") or "TF_CPP_MIN_LOG_LEVEL" in environ:
+        return False
+    environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return True
+
+
+@contextlib.contextmanager
+def _native_stderr_captured(enabled: bool) -> Iterator[None]:
+    """Sends file descriptor 2 to a temporary file; replays it if the block raises."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def usage() -> str:
@@ -63,18 +111,30 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         sys.stderr.write(f"nucgen: unknown command {name!r}\n\n{usage()}")
         raise SystemExit(2)
-    module = importlib.import_module(COMMANDS[name][0])
-    define_flags = getattr(module, "define_flags", None)
-    if define_flags is not None:  # modules may also define their flags at import
-        define_flags()
-    if any(arg in ("-h", "--help", "-?") for arg in argv[2:]):
+    helping = any(arg in ("-h", "--help", "-?") for arg in argv[2:])
+    with _native_stderr_captured(quiet_tensorflow(os.environ)):
+        module = importlib.import_module(COMMANDS[name][0])
+        if name in TENSORFLOW_COMMANDS and not helping:
+            import keras  # noqa: F401  (imports TensorFlow; both print start-up lines)
+        define_flags = getattr(module, "define_flags", None)
+        if define_flags is not None:  # modules may also define their flags at import
+            define_flags()
+    if helping:
         # absl's --help would show this module's flags; show the subcommand's.
         from absl import flags
 
         owners = [m for m in flags.FLAGS.flags_by_module_dict() if m.startswith("nucgen_tf")]
         sys.stdout.write("\n".join([module.__doc__ or "", *map(flags.FLAGS.module_help, owners)]) + "\n")
         raise SystemExit(0)
-    app.run(module.main, argv=[f"nucgen {name}", *argv[2:]])
+    from nucgen_tf.io import DataError
+
+    try:
+        app.run(module.main, argv=[f"nucgen {name}", *argv[2:]])
+    except DataError as error:  # a command that did not turn it into its message
+        raise SystemExit(f"nucgen {name}: {error}") from error
+    except KeyboardInterrupt:
+        sys.stderr.write(f"nucgen {name}: interrupted\n")
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -112,8 +112,7 @@ def main(argv: list[str]) -> None:
     cfg = flags.FLAGS
     try:
         paths = write_previews(cfg.out, cfg.data, cfg.ndim, cfg.seed, cfg.max_files, RenderConfig(bv=cfg.bv))
-    except io.DataError as error:
-        logging.error("%s", error)
+    except io.DataError as error:  # one plain line: a log line would repeat it
         raise SystemExit(f"nucgen preview: {error}") from error
     logging.info("%d preview(s) in %s", len(paths), cfg.out)
 

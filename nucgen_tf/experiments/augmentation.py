@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from nucgen_tf import io
 
@@ -265,8 +265,7 @@ def main(argv: list[str]) -> None:
     config = config_from_flags()
     try:
         document = run_experiment(config)
-    except io.DataError as error:
-        logging.error("%s", error)
+    except io.DataError as error:  # one plain line: a log line would repeat it
         sys.exit(f"augmentation experiment: {error}")
     sys.stdout.write(f"report: {config.workdir}/report/{document['files']['table']}\n")
 

@@ -267,8 +267,7 @@ def main(argv: list[str]) -> None:
             _train()
         else:
             _predict()
-    except io.DataError as error:
-        logging.error("%s", error)
+    except io.DataError as error:  # one plain line: a log line would repeat it
         sys.exit(f"nucgen segment {argv[1]}: {error}")
 
 

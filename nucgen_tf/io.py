@@ -112,6 +112,13 @@ def read_image(path: PathLike, ndim: int | None = None) -> np.ndarray:
     allowed = (ndim,) if ndim is not None else (2, 3)
     squeezed = _squeeze_to(array, allowed)
     if squeezed is None:
+        if array.ndim == (ndim or 2) + 1 and array.shape[-1] in (3, 4):  # (Y, X, RGB[A])
+            kind = "RGB" if array.shape[-1] == 3 else "RGBA"
+            raise DataError(
+                path,
+                f"an {kind} image {array.shape}; nuclei need one channel: save the nuclear stain alone, "
+                f"e.g. tifffile.imwrite(path, tifffile.imread(path)[..., 2]) for blue (DAPI/Hoechst)",
+            )
         want = f"{ndim}" if ndim is not None else "2 or 3"
         raise DataError(path, f"expected {want} dimensions ((Y, X) or (Z, Y, X)), got shape {array.shape}")
     array = squeezed

@@ -488,3 +488,11 @@ def test_list_images_takes_a_tiff_folder_or_a_data_folder(tmp_path):
         nio.list_images(tmp_path / "empty")
     with pytest.raises(nio.DataError, match="not found"):
         nio.list_images(tmp_path / "missing")
+
+
+def test_rgb_image_is_named_with_how_to_convert(tmp_path):
+    """Issue 18, item 5: 'expected 2 dimensions ... got (128, 128, 3)' did not say it is RGB."""
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, np.zeros((128, 128, 3), np.uint8), photometric="rgb")
+    with pytest.raises(io.DataError, match=r"rgb.tif: an RGB image \(128, 128, 3\); nuclei need one channel"):
+        io.read_image(path, 2)

@@ -27,6 +27,7 @@ from absl import app, flags, logging
 
 from nucgen_tf.io import DataError
 from nucgen_tf.postprocess.decode import DECODING
+from nucgen_tf.progress import Progress
 from nucgen_tf.synthesis import alignment, checks, sampling, writers
 from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
@@ -156,8 +157,6 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     Returns:
         The manifest this process wrote last.
     """
-    from tqdm import tqdm
-
     started = time.perf_counter()
     out = pathlib.Path(options.out)
     if out.exists() and not out.is_dir():  # before the seconds of model loading
@@ -245,7 +244,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     run = {"computed": 0, "skipped": len(records)}
     manifest = writers.write_manifest(path, {**header, "run": run}, records, len(mine))
     try:
-        with tqdm(total=len(mine), initial=len(records), unit="sample", disable=None) as bar:
+        with Progress(len(mine), f"{out}", "sample", initial=len(records)) as bar:
             for first in range(0, len(todo), options.chunk):
                 chunk = todo[first : first + options.chunk]
                 rngs = [sampling.sample_rngs(options.seed, i) for i in chunk]

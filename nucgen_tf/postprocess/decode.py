@@ -355,6 +355,26 @@ def _flood_by_class(
     return out
 
 
+def fill_enclosed_holes(labels: np.ndarray) -> np.ndarray:
+    """Background pockets enclosed by a single label become that label (any ndim).
+
+    A pocket bordered by several labels (a gap inside a clump) is left as it is.
+    """
+    pockets = ndimage.binary_fill_holes(labels > 0) & (labels == 0)
+    if not pockets.any():
+        return labels
+    pieces, n = ndimage.label(pockets)
+    out = labels.copy()
+    for index, window in enumerate(ndimage.find_objects(pieces), start=1):
+        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in window)
+        piece = pieces[grown] == index
+        rim = ndimage.binary_dilation(piece) & ~piece
+        around = np.unique(labels[grown][rim])
+        if len(around) == 1 and around[0] > 0:
+            out[grown][piece] = around[0]
+    return out
+
+
 def decode_colored_mask(
     mask: np.ndarray,
     boxes: Boxes,
@@ -398,7 +418,9 @@ def decode_colored_mask(
        becomes the nucleus of an unmatched box whose centre it holds (tiny nuclei whose core
        vanished under their boundary), else an added nucleus when nucleus-sized, else
        background.
-    6. Nuclei below `min_size` are dropped; ids are made consecutive 1..N.
+    6. Background holes enclosed by one nucleus are filled with it (a generator paints
+       dark specks inside nuclei; real masks have no holes); nuclei below `min_size` are
+       dropped; ids are made consecutive 1..N.
 
     For a mask rendered from labels (`render_colored_mask`) with their true boxes this
     returns the same partition (for nuclei of at least `min_size` pixels; a label made of
@@ -612,7 +634,8 @@ def decode_colored_mask(
                 labels[pieces == piece] = len(label_box)
                 label_box.append(-1)
 
-    # 6. Specks out, consecutive ids.
+    # 6. Holes filled, specks out, consecutive ids.
+    labels = fill_enclosed_holes(labels)
     sizes = np.bincount(labels.ravel())
     labels[(sizes < min_size)[labels] & (labels > 0)] = 0
     boxed = {label_box[k] for k in np.unique(labels[labels > 0]).tolist() if label_box[k] >= 0}

@@ -427,3 +427,22 @@ def test_a_small_boxless_fringe_is_dropped_when_it_touches_no_nucleus():
     )
     assert _same_partition(decoded, np.where(labels == 1, 1, 0))
     assert report["n_dropped"] == 1
+
+
+def test_holes_inside_a_nucleus_are_filled_but_gaps_between_nuclei_are_not():
+    labels = _balls((40, 64), [(20, 14), (20, 44)], 9.0)
+    mask, boxes, colors = _colored(labels)
+    mask[19:22, 13:16, :3] = 0.0  # a dark speck painted inside the first nucleus
+    decoded = decode_colored_mask(mask, boxes, value_range=(0, 1), box_colors=colors)
+    assert _same_partition(decoded, labels)
+    from nucgen_tf.postprocess.decode import fill_enclosed_holes
+
+    ring = np.zeros((12, 12), np.int32)
+    ring[2:10, 2:10] = 1
+    ring[2:10, 6:10] = 2
+    ring[5:7, 5:7] = 0  # a pocket bordered by both labels stays background
+    np.testing.assert_array_equal(fill_enclosed_holes(ring), ring)
+    ring[5:7, 5:7] = 0
+    ring[3:9, 3:9][ring[3:9, 3:9] == 2] = 1
+    ring[5:7, 5:7] = 0
+    assert fill_enclosed_holes(ring)[5, 5] == 1

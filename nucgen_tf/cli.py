@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nucgen_tf.synthesize",
         "generate image + instance-mask pairs from three exported generators",
     ),
+    "paint": ("nucgen_tf.paint", "paint your own instance masks with the stage-3 generator"),
     "train": (
         "nucgen_tf.trainers.train",
         "train one GAN stage (--stage 1|2|3), resuming from its checkpoints",

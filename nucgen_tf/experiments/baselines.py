@@ -35,13 +35,12 @@ from absl import logging
 from scipy import ndimage
 from skimage.segmentation import relabel_sequential
 
-from nucgen_tf import geometry, io, viz
+from nucgen_tf import geometry, io
 from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, from_dict, to_dict
 from nucgen_tf.data import normalize as nz
 from nucgen_tf.data import sources
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
-from nucgen_tf.sensor import SensorModel
 from nucgen_tf.trainers.config import TrainConfig
 
 PathLike = str | pathlib.Path
@@ -50,6 +49,8 @@ PathLike = str | pathlib.Path
 _POLYGON_TRAIN_STREAM = 0x9017
 _POLYGON_SAMPLE_STREAM = 0x9018
 _RP2P_STREAM = 0x2992
+# The `stage` the p+CycleGAN export's manifest records (a mask -> image generator, not our stage 3).
+_POLYGON_STAGE = "p+CycleGAN"
 # Samples that get a preview PNG (image + contours | mask), for a look at what was trained on.
 _PREVIEWS = 8
 
@@ -201,7 +202,7 @@ def train_polygon_cyclegan(
     step = loop.train_loop(model, dataset, cfg.train, workdir, strategy, _panels, panel_batch, ndim)
     divisor = [downsampling_factor(cfg.generator, ndim, axis) for axis in range(ndim)]
     manifest = {
-        "stage": "p+CycleGAN",
+        "stage": _POLYGON_STAGE,
         "ndim": ndim,
         "input": {"name": "mask", "channels": 4, "layout": "4 channels: palette RGB + boundary, [-1, 1]"},
         "output": {"name": "image", "channels": 1, "layout": "1 channel: normalized intensity, [-1, 1]"},
@@ -219,63 +220,6 @@ def train_polygon_cyclegan(
 
 
 # ----- generation ------------------------------------------------------------------------------
-
-
-class _ImageGenerator:
-    """An exported mask -> image generator and how to put its output on the intensity scale."""
-
-    def __init__(self, directory: PathLike):
-        from nucgen_tf.trainers.export import load_generator
-
-        self.directory = pathlib.Path(directory)
-        if not (self.directory / "nucgen_manifest.json").is_file():
-            raise io.DataError(self.directory, "no nucgen_manifest.json: not an exported generator")
-        self.generator, self.manifest = load_generator(self.directory)
-        channels = (
-            self.manifest.get("input", {}).get("channels"),
-            self.manifest.get("output", {}).get("channels"),
-        )
-        if channels != (4, 1):
-            raise io.DataError(
-                self.directory,
-                f"must map a 4-channel colored mask to 1 image channel; its manifest says {channels}",
-            )
-        try:
-            self.stats = nz.IntensityStats.from_dict(self.manifest["intensity_stats"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise io.DataError(self.directory, f"manifest lacks valid `intensity_stats` ({err})") from err
-        config = self.manifest.get("config", {})
-        self.norm = from_dict(NormConfig, config.get("norm", {}))
-        self.render = from_dict(RenderConfig, config.get("render", {}))
-        self.divisor = tuple(int(d) for d in self.manifest["divisor"])
-        try:
-            sensor = self.manifest.get("sensor")
-            self.sensor = SensorModel.from_dict(sensor) if sensor is not None else None
-        except (KeyError, TypeError, ValueError) as err:
-            raise io.DataError(self.directory, f"invalid `sensor` in the manifest ({err})") from err
-
-    def image(self, stored_mask: np.ndarray) -> np.ndarray:
-        """(*spatial, 4) stored-range mask -> (*spatial) image of the training data's dtype and scale.
-
-        The scale is the one synthesis uses (`synthesis.pipeline.image_scale`): network -1 and
-        +1 map to the data set's typical low percentile and (span-floored) high percentile.
-        """
-        from nucgen_tf.synthesis.tiling import run_tiled
-
-        x = (2.0 * np.asarray(stored_mask, np.float32) - 1.0)[None]
-        y = run_tiled(self.generator, x, self.divisor, tile=1024, overlap=64)[0, ..., 0]
-        lo = float(self.stats.low)
-        hi = max(float(self.stats.high), lo + self.norm.min_span_fraction * float(self.stats.span))
-        return nz.denormalize(y, lo, hi, dtype=self.stats.dtype, max_value=self.stats.max_value)
-
-
-def _write_pair(out: pathlib.Path, name: str, image: np.ndarray, labels: np.ndarray, preview: bool) -> None:
-    io.write_labels(out / "masks" / f"{name}.tif", labels)
-    if preview:
-        shown = viz.overlay_contours(viz.display_range(image), labels)
-        io.write_png(out / "previews" / f"{name}.png", viz.panel_grid([shown], labels.ndim))
-    # The image goes last: a pair counts as done when its image exists (see `_done`).
-    io.write_tiff(out / "images" / f"{name}.tif", image)
 
 
 def _done(out: pathlib.Path, name: str) -> bool:
@@ -310,24 +254,30 @@ def generate_polygon_cyclegan(
     Returns:
         `out`.
     """
+    from nucgen_tf.paint import paint_labels, write_pair
+    from nucgen_tf.synthesis.models import load_image_stage
+    from nucgen_tf.synthesis.pipeline import ChainSettings
+    from nucgen_tf.synthesis.writers import Layout
+
     out = pathlib.Path(out)
-    generator = _ImageGenerator(model_dir)
+    painter = load_image_stage(model_dir, stage=_POLYGON_STAGE)
     shape = tuple(int(s) for s in shape)
     if data is not None:
         polygons = fitted_polygons(data, shape)
     else:
-        saved = from_dict(PolygonConfig, generator.manifest["polygons"])
+        saved = from_dict(PolygonConfig, painter.model.manifest["polygons"])
         # Counts scale with the canvas area; sizes and shapes stay.
         scale = float(np.prod(shape)) / float(np.prod(saved.shape))
         counts = (int(np.floor(saved.n_nuclei[0] * scale)), max(int(np.ceil(saved.n_nuclei[1] * scale)), 1))
         polygons = dataclasses.replace(saved, shape=shape, n_nuclei=counts)
+    settings = ChainSettings(tile=(1024,), overlap=(64,), sensor_noise=False)  # it has no fitted camera
     todo = [i for i in range(n) if not _done(out, _sample_name(i))]
     logging.info("p+CycleGAN: %d of %d samples to generate in %s (%s)", len(todo), n, out, polygons)
     for i in todo:
         rng = np.random.default_rng([seed, i, _POLYGON_SAMPLE_STREAM])
         labels = polygon_labels(polygons, rng)
-        image = generator.image(colored_mask(labels, generator.render, rng))
-        _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
+        image = paint_labels(painter, labels, rng, rng, settings).image
+        write_pair(Layout(out), _sample_name(i), image, labels, preview=i < _PREVIEWS)
     return out
 
 
@@ -455,10 +405,16 @@ def generate_real_pix2pix(
     Returns:
         `out`.
     """
+    from nucgen_tf.paint import paint_labels, write_pair
+    from nucgen_tf.synthesis.models import load_image_stage
+    from nucgen_tf.synthesis.pipeline import ChainSettings
+    from nucgen_tf.synthesis.writers import Layout
+
     out = pathlib.Path(out)
-    generator = _ImageGenerator(model_dir)
-    if sensor_noise and generator.sensor is None:
+    painter = load_image_stage(model_dir)
+    if sensor_noise and painter.sensor is None:
         logging.warning("%s has no fitted sensor model: r+p2p images stay noise-free", model_dir)
+    settings = ChainSettings(tile=(1024,), overlap=(64,), sensor_noise=sensor_noise)
     masks = real_labels(data)
     spacing = fit_spacing(masks) if spacing is None else tuple(spacing)
     todo = [i for i in range(n) if not _done(out, _sample_name(i))]
@@ -469,8 +425,7 @@ def generate_real_pix2pix(
     for i in todo:
         rng = np.random.default_rng([seed, i, _RP2P_STREAM])
         labels = transformed_mask(masks[i % len(masks)], shape, alpha, sigma, rng, spacing)
-        image = generator.image(colored_mask(labels, generator.render, rng))
-        if sensor_noise and generator.sensor is not None:
-            image = generator.sensor.apply(image, rng)
-        _write_pair(out, _sample_name(i), image, labels, preview=i < _PREVIEWS)
+        # One stream for the coloring and then the camera noise, as before `paint_labels` existed.
+        image = paint_labels(painter, labels, rng, rng, settings).image
+        write_pair(Layout(out), _sample_name(i), image, labels, preview=i < _PREVIEWS)
     return out

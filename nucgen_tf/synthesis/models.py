@@ -4,6 +4,10 @@
 (SavedModel + `nucgen_manifest.json`, see `nucgen_tf.trainers.export`). They must agree on
 ndim and have the channel layouts the chain needs (1 -> 1, 3 -> 4, 4 -> 1); a mismatch is
 reported with the offending folder before any sample is drawn.
+
+`load_stage` loads one export on its own and `load_image_stage` a mask -> image generator
+with what puts its output on the data's intensity scale, for jobs that need only stage 3
+(`nucgen paint`, the r+p2p and p+CycleGAN baselines).
 """
 
 from __future__ import annotations
@@ -118,6 +122,37 @@ class Generators:
         return {f"stage{k}": model.describe() for k, model in sorted(self.stages.items())}
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageStage:
+    """A mask -> image generator and what turns its output into an image of the training data.
+
+    The same fields as the stage-3 part of `Generators`, so `pipeline.to_intensity` and
+    `pipeline.image_scale` take either; a job that paints given masks needs nothing else.
+
+    Attributes:
+        model: the exported generator (4-channel colored mask -> 1 image channel).
+        render: its `RenderConfig` (color margin, boundary width of the colored-mask input).
+        stats: `IntensityStats` of its training images (the output intensity scale).
+        norm: `NormConfig` (span floor of the denormalization).
+        sensor: `SensorModel` fitted to its training images, or None (older exports).
+    """
+
+    model: StageModel
+    render: RenderConfig
+    stats: IntensityStats
+    norm: NormConfig
+    sensor: SensorModel | None = None
+
+    @property
+    def ndim(self) -> int:
+        return int(self.model.manifest["ndim"])
+
+    @property
+    def stages(self) -> dict[int, StageModel]:
+        """{3: model}: the view of `Generators.stages` that canvas checks read."""
+        return {3: self.model}
+
+
 def _sub_config(manifest: dict, key: str, cls: type, path: pathlib.Path):
     values = manifest.get("config", {}).get(key)
     if values is None:
@@ -128,24 +163,121 @@ def _sub_config(manifest: dict, key: str, cls: type, path: pathlib.Path):
         raise DataError(path, f"invalid `config.{key}` in the manifest: {err}") from err
 
 
-def _check_manifest(stage: int, path: pathlib.Path, manifest: dict) -> tuple[int, tuple[int, ...]]:
+def _check_manifest(
+    stage: int | str, path: pathlib.Path, manifest: dict, channels: tuple[int, int] | None = None
+) -> tuple[int, tuple[int, ...]]:
+    """(ndim, divisor) of a manifest that fits `stage` (`channels`: default `CHANNELS[stage]`)."""
     recorded = manifest.get("stage")
-    if recorded is not None and int(recorded) != stage:
+    if recorded is not None and str(recorded) != str(stage):
         raise DataError(path, f"manifest says stage {recorded}, but the folder is used as stage {stage}")
     ndim = manifest.get("ndim")
     if ndim not in (2, 3):
         raise DataError(path, f"manifest `ndim` must be 2 or 3, got {ndim!r}")
-    channels = (manifest.get("input", {}).get("channels"), manifest.get("output", {}).get("channels"))
-    if channels != CHANNELS[stage]:
+    want = channels or CHANNELS[stage]
+    found = (manifest.get("input", {}).get("channels"), manifest.get("output", {}).get("channels"))
+    if found != want:
         raise DataError(
             path,
-            f"stage {stage} must map {CHANNELS[stage][0]} -> {CHANNELS[stage][1]} channels, "
-            f"its manifest says {channels[0]} -> {channels[1]}",
+            f"stage {stage} must map {want[0]} -> {want[1]} channels, "
+            f"its manifest says {found[0]} -> {found[1]}",
         )
     divisor = manifest.get("divisor")
     if not isinstance(divisor, list) or len(divisor) != ndim or any(int(d) < 1 for d in divisor):
         raise DataError(path, f"manifest `divisor` must be {ndim} positive ints, got {divisor!r}")
     return ndim, tuple(int(d) for d in divisor)
+
+
+def _read_manifest(
+    stage: int | str, path: pathlib.Path, missing: str, channels: tuple[int, int] | None = None
+) -> tuple[dict, int, tuple[int, ...]]:
+    """(manifest, ndim, divisor) of the export in `path`, checked without TensorFlow.
+
+    `missing` ends the message when the folder or its manifest is missing.
+    """
+    if not (path / _MANIFEST).is_file():
+        what = "folder not found" if not path.is_dir() else f"no {_MANIFEST}"
+        raise DataError(path, f"{what}; {missing}")
+    try:
+        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(path / _MANIFEST, f"unreadable manifest ({err})") from err
+    return (manifest, *_check_manifest(stage, path, manifest, channels))
+
+
+def _load_model(stage: int | str, path: pathlib.Path, manifest: dict, divisor: tuple[int, ...]) -> StageModel:
+    from nucgen_tf.trainers.export import ExportedGenerator  # imports TensorFlow
+
+    sha = content_hash(path)
+    try:
+        generator = ExportedGenerator(path)
+    except Exception as err:  # TF raises many types for broken SavedModels.
+        raise DataError(path, f"cannot load the SavedModel ({type(err).__name__}: {err})") from err
+    return StageModel(stage, path, generator, manifest, divisor, sha)
+
+
+def load_stage(
+    path: str | pathlib.Path, stage: int | str, channels: tuple[int, int] | None = None
+) -> StageModel:
+    """Load one exported generator on its own, checked against `stage` (and `channels`).
+
+    Raises:
+        DataError: the folder, its manifest or its SavedModel is missing or does not fit.
+    """
+    path = pathlib.Path(path)
+    manifest, _, divisor = _read_manifest(
+        stage, path, "not an exported generator (a folder written by `nucgen train`)", channels
+    )
+    return _load_model(stage, path, manifest, divisor)
+
+
+def image_stage(model: StageModel) -> ImageStage:
+    """The intensity scale, render settings and camera model of a mask -> image generator.
+
+    Raises:
+        DataError: its manifest lacks valid `intensity_stats`, or has an invalid `sensor`.
+    """
+    manifest = model.manifest
+    if "intensity_stats" not in manifest:
+        raise DataError(model.path, "manifest has no `intensity_stats`; cannot scale images")
+    try:
+        stats = IntensityStats.from_dict(manifest["intensity_stats"])
+    except (TypeError, ValueError) as err:
+        raise DataError(model.path, f"invalid `intensity_stats`: {err}") from err
+    sensor = None
+    if "sensor" in manifest:
+        try:
+            sensor = SensorModel.from_dict(manifest["sensor"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(model.path, f"invalid `sensor` in the manifest: {err}") from err
+    return ImageStage(
+        model=model,
+        render=_sub_config(manifest, "render", RenderConfig, model.path),
+        stats=stats,
+        norm=_sub_config(manifest, "norm", NormConfig, model.path),
+        sensor=sensor,
+    )
+
+
+def load_image_stage(path: str | pathlib.Path, stage: int | str = 3) -> ImageStage:
+    """Load a mask -> image generator: `path/stage3/`, or `path` when it is the export itself.
+
+    Args:
+        path: a `--models` folder holding `stage3/`, or a stage-3 export.
+        stage: the `stage` its manifest must record (3; the p+CycleGAN baseline's differs).
+
+    Raises:
+        DataError: neither is an export, or it does not map a colored mask to an image.
+    """
+    path = pathlib.Path(path)
+    if (path / STAGE_DIRS[2] / _MANIFEST).is_file():
+        path = path / STAGE_DIRS[2]
+    elif path.is_dir() and not (path / _MANIFEST).is_file():
+        raise DataError(
+            path,
+            f"no {STAGE_DIRS[2]}/ and no {_MANIFEST}: give a folder holding stage3/ or a stage-3 "
+            "export (written by `nucgen train`)",
+        )
+    return image_stage(load_stage(path, stage, CHANNELS[3]))
 
 
 def load_generators(models_dir: str | pathlib.Path) -> Generators:
@@ -160,62 +292,38 @@ def load_generators(models_dir: str | pathlib.Path) -> Generators:
         raise DataError(models_dir, "models folder not found (expected stage1/, stage2/, stage3/ inside)")
     manifests, ndims, divisors = {}, {}, {}
     for stage, name in enumerate(STAGE_DIRS, start=1):  # cheap checks first: no TensorFlow yet
-        path = models_dir / name
-        if not (path / _MANIFEST).is_file():
-            what = "folder not found" if not path.is_dir() else f"no {_MANIFEST}"
-            raise DataError(
-                path, f"{what}; --models must hold stage1/, stage2/, stage3/ exported by `nucgen train`"
-            )
-        try:
-            manifests[stage] = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(path / _MANIFEST, f"unreadable manifest ({err})") from err
-        ndims[stage], divisors[stage] = _check_manifest(stage, path, manifests[stage])
+        manifests[stage], ndims[stage], divisors[stage] = _read_manifest(
+            stage,
+            models_dir / name,
+            "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`",
+        )
     if len(set(ndims.values())) != 1:
         raise DataError(
             models_dir,
             "the three generators disagree on ndim: "
             + ", ".join(f"{models_dir / STAGE_DIRS[k - 1]} is {v}D" for k, v in ndims.items()),
         )
-    from nucgen_tf.trainers.export import ExportedGenerator  # imports TensorFlow
-
-    stages: dict[int, StageModel] = {}
-    for stage, name in enumerate(STAGE_DIRS, start=1):
-        path = models_dir / name
-        sha = content_hash(path)
-        try:
-            generator = ExportedGenerator(path)
-        except Exception as err:  # TF raises many types for broken SavedModels.
-            raise DataError(path, f"cannot load the SavedModel ({type(err).__name__}: {err})") from err
-        stages[stage] = StageModel(stage, path, generator, manifests[stage], divisors[stage], sha)
-    m1, m3 = stages[1].manifest, stages[3].manifest
-    if "intensity_stats" not in m3:
-        raise DataError(stages[3].path, "manifest has no `intensity_stats`; cannot scale images")
-    try:
-        stats = IntensityStats.from_dict(m3["intensity_stats"])
-    except (TypeError, ValueError) as err:
-        raise DataError(stages[3].path, f"invalid `intensity_stats`: {err}") from err
+    stages = {
+        stage: _load_model(stage, models_dir / name, manifests[stage], divisors[stage])
+        for stage, name in enumerate(STAGE_DIRS, start=1)
+    }
+    m1 = stages[1].manifest
+    image = image_stage(stages[3])
     ndim = ndims[1]
     patch = tuple(int(s) for s in m1.get("patch_shape") or ())
     if len(patch) != ndim:
         raise DataError(stages[1].path, f"manifest `patch_shape` must have {ndim} sizes, got {patch}")
     spacing = m1.get("config", {}).get("spacing") or None
-    sensor = None
-    if "sensor" in m3:
-        try:
-            sensor = SensorModel.from_dict(m3["sensor"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(stages[3].path, f"invalid `sensor` in the manifest: {err}") from err
     return Generators(
         stages=stages,
         ndim=ndim,
         render=_sub_config(m1, "render", RenderConfig, stages[1].path),
         render2=_sub_config(stages[2].manifest, "render", RenderConfig, stages[2].path),
-        render3=_sub_config(m3, "render", RenderConfig, stages[3].path),
+        render3=image.render,
         seeds=_sub_config(m1, "seeds", SeedConfig, stages[1].path),
         spacing=tuple(float(s) for s in spacing) if spacing else None,
         patch_shape=patch,
-        stats=stats,
-        norm=_sub_config(m3, "norm", NormConfig, stages[3].path),
-        sensor=sensor,
+        stats=image.stats,
+        norm=image.norm,
+        sensor=image.sensor,
     )

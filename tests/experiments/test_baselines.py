@@ -81,8 +81,10 @@ def test_polygon_mask_stream_needs_the_patch_canvas():
 
 
 def test_image_generator_rejects_a_non_export(tmp_path):
+    from nucgen_tf.synthesis.models import load_image_stage  # the baselines' mask -> image loader
+
     with pytest.raises(io.DataError, match="nucgen_manifest.json"):
-        baselines._ImageGenerator(tmp_path)
+        load_image_stage(tmp_path)
 
 
 def test_subset_folder_links_the_first_pairs(tmp_path, bbbc039_train):

@@ -1,0 +1,347 @@
+"""`nucgen paint`: stage 3 alone on your own masks -> aligned image + instance-mask pairs.
+
+    nucgen paint --masks my_data/train --out painted/
+    nucgen paint --masks cellpose_folder --models runs/bbbc039/models --out painted/ --sensor_noise none
+
+`--masks` is a folder of instance-label TIFFs, a data folder with masks/ (its images/ are
+ignored) or a Cellpose-layout folder (`<name>_masks.tif`). Mask k (in name order) is
+colored exactly as synthesis colors its final labels (`pipeline.color_nuclei`, the stage-3
+manifest's margin, the stream "colors_stage3" of SeedSequence([--seed, k])), rendered as
+the stage-3 input, painted by the stage-3 generator (tiled on large canvases, padded to its
+size multiple), put on the training data's intensity scale and given the fitted camera
+noise (stream "sensor"). Writes images/, masks/ (the input labels, 1..N), previews/ and
+manifest.json; a rerun skips finished masks and refuses other settings. `paint_labels` is
+the one place where given labels are painted: the r+p2p and p+CycleGAN baselines use it.
+
+The command lives beside `nucgen_tf/synthesize.py` (not in `synthesis/`) because, like it,
+it is a job with flags; it reuses synthesis's pieces and its manifest format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from nucgen_tf import geometry, io, viz
+from nucgen_tf.io import DataError
+from nucgen_tf.synthesis import alignment, sampling, writers
+from nucgen_tf.synthesis.models import ImageStage, load_image_stage
+from nucgen_tf.synthesis.options import SENSOR_NOISE
+from nucgen_tf.synthesis.pipeline import ChainSettings, color_nuclei, image_scale, run_stage, to_intensity
+from nucgen_tf.synthesize import _carried_records, _write_realism, smallest_canvas
+
+COMMAND = "paint"
+
+
+@dataclasses.dataclass(frozen=True)
+class PaintOptions:
+    """A paint job.
+
+    Attributes:
+        masks: folder of label TIFFs, a data folder with masks/, or a Cellpose-layout folder.
+        out: output folder.
+        models: a folder holding stage3/, or a stage-3 export.
+        seed: base seed; mask k (in name order) draws from SeedSequence([seed, k]).
+        tile, overlap, batch: as `nucgen synthesize` (large canvases in blended tiles).
+        sensor_noise: "fitted" draws the stage-3 manifest's camera noise; "none" keeps the
+            generator's clean images.
+        previews: write previews/<name>.png (image + contours).
+        min_alignment: flag samples whose alignment score is lower.
+        realism_reference: optional real folder; its realism report goes next to the manifest.
+    """
+
+    masks: str
+    out: str
+    models: str
+    seed: int = 0
+    tile: tuple[int, ...] = (1024,)
+    overlap: tuple[int, ...] = (64,)
+    batch: int = 1
+    sensor_noise: str = "fitted"
+    previews: bool = True
+    min_alignment: float = 0.5
+    realism_reference: str | None = None
+
+    def __post_init__(self):
+        for name in ("tile", "overlap"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be >= 0. Received: seed={self.seed}")
+        if self.batch < 1:
+            raise ValueError(f"`batch` must be >= 1. Received: batch={self.batch}")
+        if not self.tile or min(self.tile) < 0 or not self.overlap or min(self.overlap) < 0:
+            raise ValueError(
+                f"`tile` and `overlap` must be >= 0. Received: tile={self.tile}, overlap={self.overlap}"
+            )
+        if self.sensor_noise not in SENSOR_NOISE:
+            raise ValueError(f"`sensor_noise` must be one of {SENSOR_NOISE}. Received: {self.sensor_noise!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Painted:
+    """One painted mask: `image` on the data's intensity scale, the stage-3 input, a JSON report."""
+
+    image: np.ndarray
+    stage3_input: np.ndarray
+    report: dict
+
+
+def paint_labels(
+    painter: ImageStage,
+    labels: np.ndarray,
+    colors_rng: np.random.Generator,
+    sensor_rng: np.random.Generator,
+    settings: ChainSettings,
+) -> Painted:
+    """Paint instance labels with stage 3, as synthesis paints its final labels.
+
+    Args:
+        painter: the loaded stage 3 (`models.load_image_stage`, or a chain's stage 3).
+        labels: (*spatial) int labels, 0 = background, any canvas size (padded with
+            background up to what the network takes, cropped back).
+        colors_rng: draws the palette coloring (synthesis: the sample's "colors_stage3").
+        sensor_rng: draws the camera noise (synthesis: "sensor"); may be `colors_rng`.
+        settings: tiling, batching and `sensor_noise`.
+
+    Returns:
+        The image, in the dtype and scale of the generator's training images.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != painter.ndim:
+        raise ValueError(
+            f"`labels` must be {painter.ndim}D for this generator. Received: shape={labels.shape}"
+        )
+    boxes = geometry.boxes_from_labels(labels)
+    colors, margin = color_nuclei(boxes, labels, painter.render.color_margin, colors_rng)
+    lut = geometry.color_lut(colors, int(labels.max(initial=0)) + 1)
+    stage3_input = np.asarray(
+        geometry.render_colored_mask(labels, lut, painter.render.boundary_width), np.float32
+    )
+    # Stored-range 0 is the network's -1, the background `run_tiled` pads with too.
+    grow = [(0, max(n - s, 0)) for n, s in zip(smallest_canvas(painter), labels.shape)]
+    padded = np.pad(stage3_input, grow + [(0, 0)]) if any(g for _, g in grow) else stage3_input
+    y = run_stage(painter.model, padded[None], settings)[0, ..., 0]
+    image = to_intensity(y[tuple(slice(0, s) for s in labels.shape)], painter)
+    noise = settings.sensor_noise and painter.sensor is not None
+    if noise:  # the generator paints the clean signal; the camera adds its noise
+        image = painter.sensor.apply(image, sensor_rng)
+    return Painted(image, stage3_input, {"color_margin_stage3": margin, "sensor_noise": bool(noise)})
+
+
+def write_pair(
+    layout: writers.Layout, name: str, image: np.ndarray, labels: np.ndarray, preview: bool
+) -> dict:
+    """Write a painted pair (+ preview: image + contours); the image last, so it marks a done pair.
+
+    Returns:
+        {kind: path relative to the layout root}.
+    """
+    files = {}
+    io.write_labels(layout.mask_path(name), labels)
+    files["mask"] = layout.relative(layout.mask_path(name))
+    if preview:
+        shown = viz.overlay_contours(viz.display_range(image), labels)
+        io.write_png(layout.preview_path(name), viz.panel_grid([shown], labels.ndim))
+        files["preview"] = layout.relative(layout.preview_path(name))
+    io.write_tiff(layout.image_path(name), image)
+    files["image"] = layout.relative(layout.image_path(name))
+    return files
+
+
+def _settings(options: PaintOptions, painter: ImageStage, masks: pathlib.Path) -> dict:
+    """What decides a sample's files: a rerun into the same --out must not change any of it."""
+    return {
+        "command": COMMAND,
+        "masks": str(masks.resolve()),
+        "models": {"stage3": painter.model.sha256},
+        "seed": options.seed,
+        "tile": list(options.tile),
+        "overlap": list(options.overlap),
+        "batch": options.batch,
+        "sensor_noise": options.sensor_noise if painter.sensor is not None else "none",
+    }
+
+
+def _carried(out: pathlib.Path, settings: dict) -> dict[str, dict]:
+    """Records of an --out written before with the same settings (synthesis's check)."""
+    for manifest in writers.read_manifests(out):
+        if manifest.get("settings", {}).get("command") != COMMAND:
+            raise DataError(
+                manifest["_path"],
+                f"{out} holds samples of nucgen synthesize, not of nucgen paint; use a new --out",
+            )
+    return _carried_records(out, settings)
+
+
+def paint(options: PaintOptions) -> dict:
+    """Run (or resume) a paint job.
+
+    Returns:
+        The manifest written last.
+
+    Raises:
+        DataError: a missing or bad mask folder or file, a mask whose rank differs from the
+            generator's, an --out that is a file or holds other settings.
+    """
+    from nucgen_tf.eval.evaluate import label_files, read_checked_labels
+
+    started = time.perf_counter()
+    out = pathlib.Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(
+            out, "--out is a file, not a folder; give a new folder or one written by nucgen paint"
+        )
+    if options.realism_reference and not pathlib.Path(options.realism_reference).is_dir():
+        raise DataError(options.realism_reference, "--realism_reference is not a folder")
+    masks = label_files(options.masks)  # before the seconds of model loading
+    painter = load_image_stage(options.models)
+    if options.sensor_noise == "fitted" and painter.sensor is None:
+        logging.warning(
+            "%s has no fitted sensor model (exported before it was recorded): images stay noise-free",
+            painter.model.path,
+        )
+    settings = _settings(options, painter, pathlib.Path(options.masks))
+    known = _carried(out, settings)
+    layout = writers.Layout(out)
+    header = {
+        "settings": settings,
+        "flags": dataclasses.asdict(options),
+        "models": {"stage3": painter.model.describe()},
+        "n": len(masks),
+        "seeding": "mask k (in name order) draws from numpy SeedSequence([seed, k]): its coloring from the "
+        "stream 'colors_stage3', its camera noise from 'sensor' (nucgen_tf.synthesis.sampling.sample_rngs)",
+    }
+    chain = ChainSettings(
+        tile=options.tile,
+        overlap=options.overlap,
+        batch_size=options.batch,
+        sensor_noise=options.sensor_noise == "fitted",
+    )
+    empty_level = float(np.mean(image_scale(painter)))  # an empty field is judged as synthesis does
+    path = writers.manifest_path(out)
+    records: dict[str, dict] = {}
+    run = {"computed": 0, "skipped": 0}
+    for index, (name, source) in enumerate(masks.items()):
+        labels = read_checked_labels(source, painter.ndim)
+        if writers.is_complete(layout, name, labels.shape):
+            records[name] = known.get(name) or writers.recover_record(
+                layout, name, index, options.seed, options.min_alignment
+            )
+            run["skipped"] += 1
+            continue
+        rngs = sampling.sample_rngs(options.seed, index)
+        start = time.perf_counter()
+        painted = paint_labels(painter, labels, rngs["colors_stage3"], rngs["sensor"], chain)
+        seconds = time.perf_counter() - start
+        report = alignment.alignment_report(
+            painted.image, labels, options.min_alignment, empty_threshold=empty_level
+        )
+        records[name] = {
+            "index": index,
+            "seed": [options.seed, index],
+            "source": str(source),
+            "files": write_pair(layout, name, painted.image, labels, options.previews),
+            "counts": {"instances": int(labels.max(initial=0))},
+            "alignment": report,
+            "timings": {"stage3": round(seconds, 6)},
+            **painted.report,
+        }
+        if report["flagged"]:
+            logging.log_first_n(logging.WARNING, "%s: alignment score %.3f < --min_alignment %.3f", 10,
+                                name, report["score"], options.min_alignment)  # fmt: skip
+        run["computed"] += 1
+        run["elapsed_s"] = round(time.perf_counter() - started, 3)
+        writers.write_manifest(path, {**header, "run": run}, records, len(masks))
+    run["elapsed_s"] = round(time.perf_counter() - started, 3)
+    manifest = writers.write_manifest(path, {**header, "run": run}, records, len(masks))
+    summary = manifest["summary"]
+    if summary["flagged"]:
+        logging.warning(
+            "%d of %d images below --min_alignment=%s: %s. A broken or untrained stage-3 generator, or "
+            "masks unlike its training masks, look like this; check the previews.",
+            len(summary["flagged"]), summary["samples"], options.min_alignment,
+            ", ".join(summary["flagged"][:10]),
+        )  # fmt: skip
+    logging.info("%s: %d painted, %d skipped in %.1f s; %d nuclei, mean alignment %s", path, run["computed"],
+                 run["skipped"], time.perf_counter() - started, summary["instances_total"],
+                 summary["alignment_mean"])  # fmt: skip
+    if options.realism_reference:
+        _write_realism(options.realism_reference, out, layout)
+    return manifest
+
+
+def define_flags() -> None:
+    """The flags of `nucgen paint`."""
+    d = PaintOptions(masks="", out="", models="")
+    flags.DEFINE_string(
+        "masks", None,
+        "Instance-label TIFFs: a folder of them, a data folder with masks/ (images/ ignored), or a "
+        "Cellpose-layout folder (<name>_masks.tif).",
+    )  # fmt: skip
+    flags.DEFINE_string("out", None, "Output folder (images/, masks/, previews/, manifest.json).")
+    flags.DEFINE_string(
+        "models", None,
+        "A folder holding stage3/, or a stage-3 export (default: the bundled BBBC039 generators).",
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "seed", d.seed, "Base seed; mask k (name order) uses SeedSequence([seed, k]).", lower_bound=0
+    )
+    flags.DEFINE_list(
+        "tile", [str(t) for t in d.tile], "Largest tile per axis (one or per axis; 0 = one pass)."
+    )
+    flags.DEFINE_list("overlap", [str(o) for o in d.overlap], "Tile overlap per axis (px).")
+    flags.DEFINE_integer("batch", d.batch, "Tiles per network call (1 = bit-reproducible).", lower_bound=1)
+    flags.DEFINE_enum(
+        "sensor_noise", d.sensor_noise, list(SENSOR_NOISE),
+        "fitted: draw the stage-3 manifest's camera noise on every image; none: clean images.",
+    )  # fmt: skip
+    flags.DEFINE_bool("previews", d.previews, "Write previews/<name>.png (image + contours).")
+    flags.DEFINE_float("min_alignment", d.min_alignment, "Flag images with a lower alignment score.")
+    flags.DEFINE_string(
+        "realism_reference", None, "Real images/ + masks/ folder: realism.json/png of the painted set vs it."
+    )
+
+
+def options_from_flags() -> PaintOptions:
+    f = flags.FLAGS
+    if not f.masks or not f.out:
+        raise app.UsageError("--masks and --out are required.")
+    models = f.models
+    if not models:
+        from nucgen_tf import pretrained
+
+        try:
+            models = str(pretrained.bundled_models())
+        except FileNotFoundError as err:
+            raise app.UsageError(f"--models is required: {err}") from err
+        logging.info("no --models: using the bundled stage 3 in %s", models)
+    lists = {name: tuple(int(v) for v in getattr(f, name)) for name in ("tile", "overlap")}
+    plain = (
+        "masks",
+        "out",
+        "seed",
+        "batch",
+        "sensor_noise",
+        "previews",
+        "min_alignment",
+        "realism_reference",
+    )
+    return PaintOptions(models=models, **lists, **{name: getattr(f, name) for name in plain})
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        paint(options_from_flags())
+    except (DataError, ValueError) as error:  # one plain line: the log line would repeat it
+        raise SystemExit(f"nucgen paint: {error}") from error
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -151,9 +151,10 @@ def define_stage_flags(stage: int | None = None) -> None:
 
     from nucgen_tf.config import PatchConfig, RenderConfig, SeedConfig
     from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-    from nucgen_tf.trainers.config import TrainConfig
+    from nucgen_tf.trainers.config import EXPORT_CHECKPOINTS, EvalConfig, TrainConfig
 
     t, g, d, loss, p = TrainConfig(), GeneratorConfig(), DiscriminatorConfig(), GanLossConfig(), PatchConfig()
+    e = EvalConfig()
     flags.DEFINE_integer("stage", stage, "1: seeds -> box map, 2: ellipses -> mask, 3: mask -> image.")
     flags.DEFINE_string("data", None, "Training folder with images/ and masks/.")
     flags.DEFINE_string("workdir", None, "Run folder: checkpoints, TensorBoard logs, panels, config.json.")
@@ -222,6 +223,15 @@ def define_stage_flags(stage: int | None = None) -> None:
         "crowded_min_distance", SeedConfig.crowded_min_distance, "Stage 1: crowded hard core (px)."
     )
     flags.DEFINE_float("bv", RenderConfig.bv, "Eq. 1 boundary value.")
+    flags.DEFINE_integer(
+        "eval_every", e.every, "Steps between realism checks of the generator on --eval_data (0 = off)."
+    )
+    flags.DEFINE_string("eval_data", None, "images/ + masks/ folder of the realism checks (the val split).")
+    flags.DEFINE_integer("eval_crop", e.crop, "Realism checks: centre crop of each field per axis (0 = all).")
+    flags.DEFINE_enum(
+        "export_checkpoint", e.export_checkpoint, list(EXPORT_CHECKPOINTS),
+        "With realism checks: export the best-scoring checkpoint's generator or the latest one.",
+    )  # fmt: skip
 
 
 def parse_strides(values: list[str], flag: str = "strides") -> tuple:
@@ -245,7 +255,7 @@ def stage_config_from_flags():
 
     from nucgen_tf.config import PatchConfig, RenderConfig, SeedConfig
     from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-    from nucgen_tf.trainers.config import StageConfig, TrainConfig
+    from nucgen_tf.trainers.config import EvalConfig, StageConfig, TrainConfig
 
     f = flags.FLAGS
     if f.stage is None or not f.data or not f.workdir:
@@ -302,4 +312,10 @@ def stage_config_from_flags():
         ),
         max_files=f.max_files,
         spacing=tuple(float(v) for v in f.spacing),
+        evaluation=EvalConfig(
+            every=f.eval_every,
+            data=f.eval_data or "",
+            crop=f.eval_crop,
+            export_checkpoint=f.export_checkpoint,
+        ),
     )

@@ -70,6 +70,41 @@ class TrainConfig:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
 
 
+EXPORT_CHECKPOINTS = ("best", "latest")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Realism checks of the in-memory generator during training (`trainers.realism_eval`).
+
+    Attributes:
+        every: steps between checks (0 = off); the last step is always checked when on.
+        data: folder with images/ and masks/ to check on (the val split).
+        crop: the centre crop of each field, per axis, that the check runs on (0 = the whole
+            field): a few 256 x 256 crops keep a check within seconds on 2 CPU cores.
+        export_checkpoint: "best" exports the generator of the best-scoring check, "latest"
+            the last step's (without checks the last step's always).
+    """
+
+    every: int = 0
+    data: str = ""
+    crop: int = 256
+    export_checkpoint: str = "best"
+
+    def __post_init__(self):
+        if self.every < 0:
+            raise ValueError(f"`every` must be >= 0 (0 = off). Received: every={self.every}")
+        if self.every and not self.data:
+            raise ValueError(f"Realism checks need `data` (a folder). Received: every={self.every}, data=''")
+        if self.crop < 0:
+            raise ValueError(f"`crop` must be >= 0 (0 = whole fields). Received: crop={self.crop}")
+        if self.export_checkpoint not in EXPORT_CHECKPOINTS:
+            raise ValueError(
+                f"`export_checkpoint` must be one of {EXPORT_CHECKPOINTS}. "
+                f"Received: export_checkpoint={self.export_checkpoint!r}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """Everything one stage's training needs; `ndim` follows from `patch.patch_shape`.
@@ -80,6 +115,7 @@ class StageConfig:
         data: training folder with images/ and masks/.
         max_files: use at most this many image/mask pairs (0 = all).
         spacing: physical voxel size per axis (anisotropic 3D seed arrangements).
+        evaluation: realism checks during training and which checkpoint is exported.
     """
 
     stage: int
@@ -94,6 +130,7 @@ class StageConfig:
     loss: GanLossConfig = GanLossConfig()
     max_files: int = 0
     spacing: tuple[float, ...] = ()
+    evaluation: EvalConfig = EvalConfig()
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -103,8 +140,7 @@ class StageConfig:
                 f"`spacing` needs one value per axis ({self.ndim}). Received: spacing={self.spacing}"
             )
         shape = self.patch.patch_shape
-        for axis, size in enumerate(shape):
-            factor = downsampling_factor(self.generator, self.ndim, axis)
+        for axis, (size, factor) in enumerate(zip(shape, self.divisor)):
             if size % factor:
                 raise ValueError(
                     f"Patch axis {axis} ({size}) must be divisible by {factor}, the generator's "
@@ -114,6 +150,11 @@ class StageConfig:
     @property
     def ndim(self) -> int:
         return self.patch.ndim
+
+    @property
+    def divisor(self) -> tuple[int, ...]:
+        """Per axis, the size multiple the generator needs (its down-sampling)."""
+        return tuple(downsampling_factor(self.generator, self.ndim, axis) for axis in range(self.ndim))
 
 
 def downsampling_factor(generator: GeneratorConfig, ndim: int, axis: int) -> int:

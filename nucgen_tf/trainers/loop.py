@@ -16,6 +16,7 @@ import pathlib
 import signal
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +26,9 @@ from absl import logging
 from nucgen_tf.models.gan import SKIPPED
 from nucgen_tf.trainers.config import TrainConfig
 from nucgen_tf.trainers.summaries import Summaries
+
+if TYPE_CHECKING:
+    from nucgen_tf.trainers.realism_eval import Evaluation
 
 # (model, fixed batch) -> [(name, rows of panels (one row per example), titles)]
 PanelFn = Callable[
@@ -73,8 +77,12 @@ def train_loop(
     panel_fn: PanelFn,
     panel_batch: Sequence[tf.Tensor],
     ndim: int,
+    evaluation: Evaluation | None = None,
 ) -> int:
     """Train `model` (built and compiled inside `strategy.scope()`) up to `config.steps`.
+
+    `evaluation` (optional) checks the generator's realism when due and keeps the best
+    checkpoint (`trainers.realism_eval.Evaluation`).
 
     Returns:
         The step reached (== `config.steps` unless interrupted, which raises).
@@ -140,6 +148,8 @@ def train_loop(
             if step % config.image_every == 0 or step == config.steps:
                 for name, rows, titles in panel_fn(model, panel_batch):
                     summaries.panel(step, name, rows, titles, ndim)
+            if evaluation is not None and evaluation.due(step, config.steps):
+                evaluation.run(step, summaries)
             if step % config.checkpoint_every == 0 and not streak:
                 manager.save(checkpoint_number=step)
                 last_saved = step

@@ -20,8 +20,8 @@ from nucgen_tf.config import to_dict
 from nucgen_tf.data import normalize, pipelines
 from nucgen_tf.models import gan
 from nucgen_tf.models.schedules import LinearDecay
-from nucgen_tf.trainers import export, loop, runtime
-from nucgen_tf.trainers.config import StageConfig, TrainConfig, downsampling_factor
+from nucgen_tf.trainers import export, loop, realism_eval, runtime
+from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
 # Channel layouts of the stage domains (see README "The representations").
 LAYOUTS = {
@@ -171,10 +171,15 @@ def train(
         model = stage.make_model(cfg)
         model.build([tuple(t.shape) for t in first])
         model.compile(make_optimizer(cfg.train, "g_adam"), make_optimizer(cfg.train, "d_adam"))
-    step = loop.train_loop(
-        model, dataset, cfg.train, workdir, strategy, _panels(cfg.stage, stage.domains), panel_batch, cfg.ndim
-    )
     generator = getattr(model, stage.exported)
+    evaluation = None
+    if cfg.evaluation.every:
+        evaluate = realism_eval.make_evaluator(cfg, stats)
+        evaluation = realism_eval.Evaluation(cfg.evaluation.every, evaluate, generator, workdir)
+    panel_fn = _panels(cfg.stage, stage.domains)
+    step = loop.train_loop(
+        model, dataset, cfg.train, workdir, strategy, panel_fn, panel_batch, cfg.ndim, evaluation
+    )
     manifest = {
         "stage": cfg.stage,
         "ndim": cfg.ndim,
@@ -188,14 +193,18 @@ def train(
             "channels": stage.channels[1],
             "layout": LAYOUTS[stage.domains[1]],
         },
-        "divisor": [downsampling_factor(cfg.generator, cfg.ndim, axis) for axis in range(cfg.ndim)],
+        "divisor": list(cfg.divisor),
         "patch_shape": list(cfg.patch.patch_shape),
         "step": step,
         "intensity_stats": stats.to_dict(),
         "config": to_dict(cfg),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
+    if evaluation is not None:
+        # Loads the best checkpoint's weights into `generator` unless "latest" is asked for.
+        manifest["selected"] = evaluation.select(cfg.evaluation.export_checkpoint, step)
+        manifest["step"] = manifest["selected"]["step"]
     target = pathlib.Path(export_dir) if export_dir else workdir / "export"
     export.export_generator(generator, target, manifest)
-    logging.info("exported stage %d generator (step %d) to %s", cfg.stage, step, target)
+    logging.info("exported stage %d generator (step %d) to %s", cfg.stage, manifest["step"], target)
     return target

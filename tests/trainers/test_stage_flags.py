@@ -21,10 +21,10 @@ def test_parse_strides():
 
 
 def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
-    """Stage flags -> the StageConfig's network strides, per command line (one subprocess:
+    """Stage flags -> the StageConfig's network strides and realism checks, per command line (one subprocess:
     absl's flags are global)."""
     script = (
-        "import json, sys\n"
+        "import dataclasses, json, sys\n"
         "from absl import flags\n"
         "from nucgen_tf import cli\n"
         "cli.define_stage_flags()\n"
@@ -33,7 +33,8 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
         "    flags.FLAGS(['stage', '--stage=1', '--data=d', '--workdir=w', '--depth=3', *argv])\n"
         "    try:\n"
         "        cfg = cli.stage_config_from_flags()\n"
-        "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides}))\n"
+        "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides,\n"
+        "                          'eval': dataclasses.asdict(cfg.evaluation)}))\n"
         "    except ValueError as error:\n"
         "        print(json.dumps({'error': str(error)}))\n"
     )
@@ -52,4 +53,15 @@ def test_strides_flags_let_a_thin_stack_train():
         ("--patch=4,32,32", "--strides=1x2x2,2,2", "--d_layers=2", "--d_strides=1x2x2,2"),
     )
     assert "must be divisible by 8" in plain["error"]
-    assert strided == {"g": [[1, 2, 2], 2, 2], "d": [[1, 2, 2], 2]}
+    assert {k: strided[k] for k in "gd"} == {"g": [[1, 2, 2], 2, 2], "d": [[1, 2, 2], 2]}
+
+
+def test_realism_check_flags():
+    default, on, no_data = _parse(
+        (),
+        ("--eval_every=500", "--eval_data=val", "--eval_crop=128", "--export_checkpoint=latest"),
+        ("--eval_every=500",),
+    )
+    assert default["eval"] == {"every": 0, "data": "", "crop": 256, "export_checkpoint": "best"}
+    assert on["eval"] == {"every": 500, "data": "val", "crop": 128, "export_checkpoint": "latest"}
+    assert "Realism checks need `data`" in no_data["error"]

@@ -131,4 +131,6 @@ def test_full_resolution_decoder_norm_is_optional(full_resolution_norm):
     # zeros: outputs for two different constant inputs differ.
     a = generator(np.full((1, 16, 16, 1), -1.0, np.float32)).numpy()
     b = generator(np.full((1, 16, 16, 1), 0.5, np.float32)).numpy()
-    assert full_resolution_norm or np.abs(a - b).max() > 1e-4
+    # Untrained (N(0, 0.02) weights) the gap is small: ~6e-5 without the norm, ~1e-10 with
+    # it (seed 0); 1e-4 failed for some random states, so the line sits between the two.
+    assert full_resolution_norm or np.abs(a - b).max() > 1e-6

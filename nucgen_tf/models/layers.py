@@ -155,36 +155,10 @@ def instance_norm(name: str | None = None) -> keras.layers.Layer:
     return keras.layers.GroupNormalization(groups=-1, epsilon=1e-3, center=False, scale=False, name=name)
 
 
-@keras.saving.register_keras_serializable(package="nucgen")
-class LeakyReLU(keras.layers.Layer):
-    """max(x, slope * x): Keras' LeakyReLU for 0 < slope < 1, to the bit, without its op.
-
-    After a convolution with bias, oneDNN's Grappler remapper fuses Conv + BiasAdd +
-    LeakyRelu, but `LeakyReluGrad` still needs the BiasAdd output, so the remapper fails
-    ("fanout 'LeakyReluGrad' exist for missing node 'BiasAdd'") and leaves the whole train
-    step unfused. Maximum and Mul are not fused, and it has no weights: old models load.
-    """
-
-    def __init__(self, negative_slope: float = 0.2, **kwargs):
-        super().__init__(**kwargs)
-        if not 0.0 < negative_slope < 1.0:
-            raise ValueError(f"`negative_slope` must be in (0, 1). Received: negative_slope={negative_slope}")
-        self.negative_slope = float(negative_slope)
-
-    def call(self, x):
-        return keras.ops.maximum(x, x * self.negative_slope)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "negative_slope": self.negative_slope}
-
-
 def activation(kind: str, *, name: str | None = None, dtype: str | None = None) -> keras.layers.Layer:
     """ "relu", "leaky_relu" (slope 0.2, as pix2pix/CycleGAN), "tanh" or "linear"."""
     if kind == "leaky_relu":
-        return LeakyReLU(negative_slope=0.2, name=name, dtype=dtype)
+        return keras.layers.LeakyReLU(negative_slope=0.2, name=name, dtype=dtype)
     if kind in ("relu", "tanh", "linear"):
         return keras.layers.Activation(kind, name=name, dtype=dtype)
     raise ValueError(f"`kind` must be one of relu, leaky_relu, tanh, linear. Received: kind={kind!r}")

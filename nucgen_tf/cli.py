@@ -57,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "realism": ("nucgen_tf.realism.command", "how far a synthetic set is from real data, per statistic"),
 }
 # Commands that load TensorFlow anyway: it is imported up front, quietly.
-TENSORFLOW_COMMANDS = ("synthesize", "train", "segment", "experiment")
+TENSORFLOW_COMMANDS = ("synthesize", "paint", "train", "segment", "experiment")
 
 
 def quiet_tensorflow(environ: MutableMapping[str, str]) -> bool:

@@ -32,7 +32,7 @@ from nucgen_tf.synthesis import alignment, sampling, writers
 from nucgen_tf.synthesis.models import ImageStage, load_image_stage
 from nucgen_tf.synthesis.options import SENSOR_NOISE
 from nucgen_tf.synthesis.pipeline import ChainSettings, color_nuclei, image_scale, run_stage, to_intensity
-from nucgen_tf.synthesize import _carried_records, _write_realism, smallest_canvas
+from nucgen_tf.synthesize import carried_records, models_or_bundled, smallest_canvas, write_realism
 
 COMMAND = "paint"
 
@@ -174,7 +174,7 @@ def _carried(out: pathlib.Path, settings: dict) -> dict[str, dict]:
                 manifest["_path"],
                 f"{out} holds samples of nucgen synthesize, not of nucgen paint; use a new --out",
             )
-    return _carried_records(out, settings)
+    return carried_records(out, settings)
 
 
 def paint(options: PaintOptions) -> dict:
@@ -270,7 +270,7 @@ def paint(options: PaintOptions) -> dict:
                  run["skipped"], time.perf_counter() - started, summary["instances_total"],
                  summary["alignment_mean"])  # fmt: skip
     if options.realism_reference:
-        _write_realism(options.realism_reference, out, layout)
+        write_realism(options.realism_reference, out, layout)
     return manifest
 
 
@@ -310,15 +310,7 @@ def options_from_flags() -> PaintOptions:
     f = flags.FLAGS
     if not f.masks or not f.out:
         raise app.UsageError("--masks and --out are required.")
-    models = f.models
-    if not models:
-        from nucgen_tf import pretrained
-
-        try:
-            models = str(pretrained.bundled_models())
-        except FileNotFoundError as err:
-            raise app.UsageError(f"--models is required: {err}") from err
-        logging.info("no --models: using the bundled stage 3 in %s", models)
+    models = models_or_bundled(f.models, "stage 3")
     lists = {name: tuple(int(v) for v in getattr(f, name)) for name in ("tile", "overlap")}
     plain = (
         "masks",

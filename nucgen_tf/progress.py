@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO, TypeVar
 
 from absl import logging
+
+Item = TypeVar("Item")
 
 
 class Progress:
@@ -44,6 +46,7 @@ class Progress:
         self.started = self.last_time = clock()
         self.last_tenth = self._tenth()
         self.bar = None
+        self.postfix: dict[str, str] = {}
         if stream.isatty():
             from tqdm import tqdm
 
@@ -62,8 +65,15 @@ class Progress:
         if tenth > self.last_tenth or now - self.last_time >= self.every_seconds:
             self.last_tenth, self.last_time = tenth, now
             percent = 100 * self.done // self.total if self.total else 100
-            logging.info("%s: %d/%d %ss (%d%%), %.0f s elapsed", self.desc, self.done, self.total,
-                         self.unit, percent, now - self.started)  # fmt: skip
+            extra = "".join(f", {key} {value}" for key, value in self.postfix.items())
+            logging.info("%s: %d/%d %ss (%d%%), %.0f s elapsed%s", self.desc, self.done, self.total,
+                         self.unit, percent, now - self.started, extra)  # fmt: skip
+
+    def set_postfix(self, values: dict[str, str]) -> None:
+        """Latest figures (e.g. losses): beside the bar, or at the end of the next log line."""
+        if self.bar is not None:
+            self.bar.set_postfix(values)
+        self.postfix = dict(values)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -74,3 +84,14 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def track(items: Sequence[Item], desc: str, unit: str = "item", enabled: bool = True) -> Iterator[Item]:
+    """Yields `items`, counting them with a `Progress` when `enabled` (tqdm's iterable form)."""
+    if not enabled:
+        yield from items
+        return
+    with Progress(len(items), desc, unit) as bar:
+        for item in items:
+            yield item
+            bar.update(1)

@@ -132,7 +132,8 @@ def _generation_settings(options, generators, shape, seed_config, spacing) -> di
     }
 
 
-def _carried_records(out: pathlib.Path, settings: dict) -> dict[str, dict]:
+def carried_records(out: pathlib.Path, settings: dict) -> dict[str, dict]:
+    """The finished samples' records of the folder's manifests, refusing other settings (a rerun resumes)."""
     records: dict[str, dict] = {}
     for manifest in writers.read_manifests(out):
         diff = writers.settings_mismatch(manifest.get("settings", {}), settings)
@@ -195,7 +196,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         "seeding": "sample i draws from numpy SeedSequence([seed, i]).spawn(3): seeds, stage-2 and "
         "stage-3 colorings (nucgen_tf.synthesis.sampling.sample_rngs)",
     }
-    known = _carried_records(out, settings)
+    known = carried_records(out, settings)
     mine = [i for i in range(n) if i % options.num_shards == options.shard_index]
     records, todo, recovered = {}, [], []
     for i in mine:
@@ -346,11 +347,11 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
             complete = True
             logging.info("all %d shards complete: merged into %s", options.num_shards, out / writers.MANIFEST)
     if options.realism_reference and complete:
-        _write_realism(options.realism_reference, out, layout)
+        write_realism(options.realism_reference, out, layout)
     return manifest
 
 
-def _write_realism(reference: str, out: pathlib.Path, layout: writers.Layout) -> None:
+def write_realism(reference: str, out: pathlib.Path, layout: writers.Layout) -> None:
     """The whole run's realism report against a real folder, next to the manifest."""
     from nucgen_tf.realism import format_table
     from nucgen_tf.realism.outputs import write_report
@@ -435,21 +436,26 @@ def define_flags() -> None:
     )  # fmt: skip
 
 
+def models_or_bundled(models: str, what: str) -> str:
+    """`--models`, or the bundled BBBC039 folder when it is empty (logged, naming `what` is used)."""
+    if models:
+        return models
+    from nucgen_tf import pretrained
+
+    try:
+        bundled = str(pretrained.bundled_models())
+    except FileNotFoundError as err:
+        raise app.UsageError(f"--models is required: {err}") from err
+    logging.info("no --models: using the bundled %s in %s", what, bundled)
+    return bundled
+
+
 def options_from_flags() -> SynthesisOptions:
     f = flags.FLAGS
     if not f.out:
         raise app.UsageError("--out is required.")
-    models = f.models
-    if not models:
-        from nucgen_tf import pretrained
-
-        try:
-            models = str(pretrained.bundled_models())
-        except FileNotFoundError as err:
-            raise app.UsageError(f"--models is required: {err}") from err
-        logging.info("no --models: using the bundled generators in %s", models)
     return SynthesisOptions(
-        models=models,
+        models=models_or_bundled(f.models, "generators"),
         out=f.out,
         n=f.n,
         seed=f.seed,

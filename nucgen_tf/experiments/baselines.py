@@ -26,7 +26,6 @@ rerun skips finished samples. Sample i draws from numpy SeedSequence([seed, i, s
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Sequence
 
@@ -105,15 +104,6 @@ def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Genera
     return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
 
 
-def _intensity_stats(data: PathLike, ndim: int, norm: NormConfig, workdir: pathlib.Path) -> nz.IntensityStats:
-    path = workdir / "intensity_stats.json"
-    if path.exists():
-        return nz.IntensityStats.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    stats = nz.dataset_intensity_stats((io.read_image(p.image_path, ndim) for p in io.list_pairs(data)), norm)
-    io.write_json(path, stats.to_dict())
-    return stats
-
-
 def polygon_mask_dataset(polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig):
     """Endless batches (B, *P, 4) of colored parametric masks in [-1, 1] (the CycleGAN's domain A).
 
@@ -177,7 +167,8 @@ def train_polygon_cyclegan(
     runtime.set_precision(cfg.train.precision)
     strategy = runtime.make_strategy(cfg.train.strategy)
     ndim = cfg.ndim
-    stats = _intensity_stats(cfg.data, ndim, cfg.norm, workdir)
+    image_paths = [p.image_path for p in io.list_pairs(cfg.data)]
+    stats = nz.cached_intensity_stats(workdir / "intensity_stats.json", image_paths, cfg.norm, ndim)
     polygons = fitted_polygons(cfg.data, cfg.patch.patch_shape, cfg.min_gap)
     io.write_json(workdir / "polygons.json", to_dict(polygons))
     logging.info("p+CycleGAN parametric masks: %s", polygons)

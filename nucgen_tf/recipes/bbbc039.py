@@ -33,6 +33,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from nucgen_tf import io
+from nucgen_tf.progress import track
 
 BBBC039_URL = "https://data.broadinstitute.org/bbbc/BBBC039/"
 ZIP_NAMES = ("images.zip", "masks.zip", "metadata.zip")
@@ -203,7 +204,7 @@ def convert(
         src_dir: folder holding ``images/*.tif`` and ``masks/*.png`` (or one level above them).
         out_dir: output folder; see the module docstring for the layout.
         seed, n_train, n_val, n_test: passed to :func:`split_names`.
-        progress: show tqdm progress bars.
+        progress: show progress (a bar on a terminal, else log lines).
 
     Returns:
         The split, as :func:`split_names` returns it.
@@ -218,7 +219,7 @@ def convert(
 
     # Decode every mask first: the split needs to know which images hold nuclei.
     stats: dict[str, tuple[tuple[int, ...], int, int]] = {}
-    for name, (_, mask_png) in tqdm(pairs.items(), desc="decode masks", disable=not progress):
+    for name, (_, mask_png) in track(list(pairs.items()), "decode masks", "mask", enabled=progress):
         labels = decode_mask_png(mask_png)
         stats[name] = (labels.shape, *count_instances(labels))
     split = split_names(
@@ -236,7 +237,7 @@ def convert(
     rows = []
     jobs = [(part, name) for part in SPLITS for name in sorted(split[part])]
     n_skipped = 0
-    for part, name in tqdm(jobs, desc="convert", disable=not progress):
+    for part, name in track(jobs, "convert", "file pair", enabled=progress):
         shape, n, n_ge = stats[name]
         rows.append([part, name, shape[0], shape[1], n, n_ge])
         image_out = out_dir / part / "images" / f"{name}.tif"

@@ -36,7 +36,6 @@ import pathlib
 from collections.abc import Sequence
 
 from absl import app, flags, logging
-from tqdm import tqdm
 
 from nucgen_tf import io
 from nucgen_tf.phantoms import (
@@ -50,6 +49,7 @@ from nucgen_tf.phantoms import (
     phantom_volume,
     touching_fraction,
 )
+from nucgen_tf.progress import track
 
 DEFAULT_SEED = 24
 # Splits in the order their seed streams were introduced: a volume's seed holds the split's
@@ -204,7 +204,7 @@ def generate(
         config: geometry; ``clustering`` is ignored (it cycles by volume). Default
             ``PhantomConfig()``: 32 x 128 x 128 voxels, spacing (2, 1, 1), 20 nuclei.
         texture: texture parameters (default ``TextureConfig()``).
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, else log lines).
 
     Returns:
         ``{snr name: manifest rows}``, each row a dict keyed by ``MANIFEST_COLUMNS``.
@@ -235,7 +235,7 @@ def generate(
     jobs = [(split, index) for split in SPLIT_ORDER for index in range(sizes[split])]
     rows: dict[str, list[dict]] = {name: [] for name in names}
     n_skipped = 0
-    for split, index in tqdm(jobs, desc="phantom3d", unit="volume", disable=not progress):
+    for split, index in track(jobs, "phantom3d", "volume", enabled=progress):
         name, level = volume_name(split, index), clustering_level(index)
         pairs = {
             s: io.ImagePair(

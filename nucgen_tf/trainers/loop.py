@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
-import tqdm
 from absl import logging
 
 from nucgen_tf.models.gan import SKIPPED
+from nucgen_tf.progress import Progress
 from nucgen_tf.trainers.config import TrainConfig
 from nucgen_tf.trainers.summaries import Summaries
 
@@ -62,6 +62,20 @@ def _make_step(model, strategy: tf.distribute.Strategy, jit_compile: bool):
 
 class _Terminate(Exception):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training, raised after the checkpoint of the last step was saved.
+
+    Attributes:
+        step: the step the saved checkpoint holds (0: none saved yet).
+        steps: the run's total steps.
+    """
+
+    def __init__(self, step: int, steps: int):
+        self.step, self.steps = step, steps
+        saved = f"checkpoint saved at step {step} of {steps}" if step else "no step finished, nothing saved"
+        super().__init__(f"interrupted; {saved}; rerun the same command to resume")
 
 
 def _raise_terminate(signum, frame):
@@ -108,7 +122,7 @@ def train_loop(
     step_fn = _make_step(model, strategy, config.jit_compile)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     previous = signal.signal(signal.SIGTERM, _raise_terminate)
-    bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    bar = Progress(config.steps, "train", "step", initial=start)
     step, last_saved = start, start
     tick, tick_step = time.perf_counter(), start
     skipped_in_window, streak = 0.0, 0
@@ -153,11 +167,11 @@ def train_loop(
             if step % config.checkpoint_every == 0 and not streak:
                 manager.save(checkpoint_number=step)
                 last_saved = step
-    except (KeyboardInterrupt, _Terminate):
+    except (KeyboardInterrupt, _Terminate) as stop:
         if step > last_saved and not streak:
-            logging.warning("interrupted at step %d: saving a checkpoint before exit", step)
             manager.save(checkpoint_number=step)
-        raise
+            last_saved = step
+        raise Interrupted(last_saved, config.steps) from stop
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()

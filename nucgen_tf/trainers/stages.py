@@ -7,7 +7,6 @@ small table row, not a trainer of its own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Callable
 
@@ -121,16 +120,16 @@ def _panels(stage: int, names: tuple[str, str]):
 
 
 def intensity_stats(cfg: StageConfig, workdir: pathlib.Path) -> normalize.IntensityStats:
-    """The data set's intensity statistics, computed once and kept in the workdir."""
-    path = workdir / "intensity_stats.json"
-    if path.exists():
-        return normalize.IntensityStats.from_dict(json.loads(path.read_text()))
+    """The data set's intensity statistics, kept in the workdir while the data stays the same.
+
+    A resumed run trains on the same scale; a rerun after the data changed recomputes them
+    (the cache records its source files).
+    """
     pairs = io.list_pairs(cfg.data)
     pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
-    images = (io.read_image(p.image_path, cfg.ndim) for p in pairs)
-    stats = normalize.dataset_intensity_stats(images, cfg.norm)
-    io.write_json(path, stats.to_dict())
-    return stats
+    return normalize.cached_intensity_stats(
+        workdir / "intensity_stats.json", [p.image_path for p in pairs], cfg.norm, cfg.ndim
+    )
 
 
 def _resumed_data_config(cfg: StageConfig, workdir: pathlib.Path) -> StageConfig:

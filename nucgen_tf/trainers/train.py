@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, logging
+from absl import app
 
 from nucgen_tf import cli, io
 
@@ -26,9 +26,11 @@ def main(argv: list[str]) -> None:
     cfg = cli.stage_config_from_flags()
     try:
         stages.train(cfg, flags.FLAGS.workdir, flags.FLAGS.export_dir)
-    except (io.DataError, loop.NonFiniteLossError) as error:
-        logging.error("%s", error)
+    except (io.DataError, loop.NonFiniteLossError) as error:  # one plain line, no log line repeating it
         sys.exit(f"nucgen train: {error}")
+    except loop.Interrupted as stop:
+        sys.stderr.write(f"nucgen train: {stop}\n")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

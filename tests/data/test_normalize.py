@@ -176,7 +176,7 @@ def test_cached_stats_recompute_an_old_file_without_record(tmp_path, caplog):
     paths = _write_images(tmp_path / "data", [2])
     old = nz.IntensityStats(low=1.0, high=2.0, span=1.0, max_value=3.0, num_images=1)
     cache.write_text(json.dumps(old.to_dict()))  # As written before the source record existed.
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         stats = nz.cached_intensity_stats(cache, paths, NormConfig())
     assert stats.max_value == 510.0
     assert "no record of the files" in caplog.text

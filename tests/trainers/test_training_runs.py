@@ -228,3 +228,43 @@ def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim)
     assert np.abs(got - expected).max() < 0.05
     other = gan.build_pix2pix(ndim, 4, 1, TINY_G, TINY_D).generator(x, training=False).numpy()
     assert np.abs(other - expected).mean() > 10 * np.abs(got - expected).mean()
+
+
+def test_ctrl_c_saves_the_step_and_says_how_to_resume(tmp_path, bbbc039_train, monkeypatch):
+    """Issue 18, item 2: Ctrl-C gave a raw KeyboardInterrupt traceback although the work was saved."""
+    real_scalars = loop.Summaries.scalars
+
+    def interrupt_at_step_3(self, step, values):
+        real_scalars(self, step, values)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Summaries, "scalars", interrupt_at_step_3)
+    cfg = _tiny(3, str(bbbc039_train), steps=10, checkpoint_every=100)
+    with pytest.raises(loop.Interrupted) as stop:
+        stages.train(cfg, tmp_path / "run")
+    assert (stop.value.step, stop.value.steps) == (3, 10)
+    assert str(stop.value) == (
+        "interrupted; checkpoint saved at step 3 of 10; rerun the same command to resume"
+    )
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-3")
+
+
+def test_train_command_turns_ctrl_c_into_one_line(monkeypatch, capsys):
+    from absl import flags
+
+    from nucgen_tf import cli
+    from nucgen_tf.trainers import train
+
+    def interrupted(*_):
+        raise loop.Interrupted(40, 100)
+
+    monkeypatch.setattr(cli, "stage_config_from_flags", lambda: None)
+    monkeypatch.setattr(stages, "train", interrupted)
+    monkeypatch.setattr(flags, "FLAGS", type("F", (), {"workdir": "w", "export_dir": None})())
+    with pytest.raises(SystemExit) as stop:
+        train.main(["nucgen train"])
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == (
+        "nucgen train: interrupted; checkpoint saved at step 40 of 100; rerun the same command to resume\n"
+    )

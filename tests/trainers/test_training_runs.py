@@ -268,3 +268,17 @@ def test_train_command_turns_ctrl_c_into_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "nucgen train: interrupted; checkpoint saved at step 40 of 100; rerun the same command to resume\n"
     )
+
+
+def test_stage_rerun_after_the_data_changed_recomputes_intensity_stats(tmp_path, bbbc039_train):
+    """Issue 18, item 1: a failed run's intensity_stats.json was reused after the data was fixed."""
+    from nucgen_tf.data import normalize
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    stale = normalize.IntensityStats(low=1.0, high=824.0, span=823.0, max_value=881.0, num_images=2)
+    (workdir / "intensity_stats.json").write_text(json.dumps(stale.to_dict()))  # left by a failed run
+    stats = stages.intensity_stats(_tiny(3, str(bbbc039_train)), workdir)
+    assert stats.max_value != 881.0 and stats.num_images == 2
+    assert "source" in json.loads((workdir / "intensity_stats.json").read_text())
+    assert stages.intensity_stats(_tiny(3, str(bbbc039_train)), workdir) == stats  # reused while unchanged

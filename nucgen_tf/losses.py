@@ -75,3 +75,51 @@ def cycle_loss(real, reconstructed) -> tf.Tensor:
 def identity_loss(real, same) -> tf.Tensor:
     """Identity: a generator fed an image of its OUTPUT domain should return it (L1)."""
     return l1_loss(real, same)
+
+
+def feature_matching_loss(real_features, fake_features) -> tf.Tensor:
+    """pix2pixHD's feature matching: the mean over layers of mean |D_l(real) - D_l(fake)|.
+
+    The real features are targets (no gradient flows into them), as in pix2pixHD.
+
+    Args:
+        real_features: the discriminator's intermediate outputs on the real pair, a list
+            (every layer of every scale).
+        fake_features: the same layers on the fake pair, same shapes.
+
+    Returns:
+        A float32 scalar.
+    """
+    if len(real_features) != len(fake_features) or not real_features:
+        raise ValueError(
+            "Feature matching needs the same, non-zero number of real and fake feature maps. "
+            f"Received: {len(real_features)} real, {len(fake_features)} fake"
+        )
+    terms = [
+        tf.reduce_mean(tf.abs(tf.stop_gradient(_float32(r)) - _float32(f)))
+        for r, f in zip(real_features, fake_features)
+    ]
+    return tf.add_n(terms) / float(len(terms))
+
+
+def r1_penalty(gradients, patches, gamma: float) -> tf.Tensor:
+    """R1 (Mescheder et al. 2018): gamma / 2 * E_x ||grad_x D(x)||^2 on real samples, per patch.
+
+    `gradients` is the gradient of the SUM of one sample's patch logits with respect to the
+    discriminator input. For patches whose receptive fields do not overlap, its squared norm
+    is the sum of the per-patch squared norms, so dividing by the number of patches gives
+    the mean per-patch penalty: gamma keeps the meaning it has for a one-logit
+    discriminator and does not grow with the patch grid (overlapping fields make it an
+    approximation).
+
+    Args:
+        gradients: (B, *spatial, C), d(sum of each sample's logits) / d(input), any float dtype.
+        patches: number of logits per sample (the size of the patch grid).
+        gamma: the R1 weight.
+
+    Returns:
+        A float32 scalar: gamma / 2 * mean over the batch of ||g||^2 / patches.
+    """
+    g = _float32(gradients)
+    squared = tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape))))
+    return 0.5 * gamma * tf.reduce_mean(squared) / tf.cast(patches, tf.float32)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from nucgen_tf.losses import ADVERSARIAL_KINDS
+from nucgen_tf.models.augment import parse_policies
 
 UPSAMPLING_KINDS = ("transpose", "nearest")
 
@@ -111,6 +112,12 @@ class DiscriminatorConfig:
         kernel_size: spatial kernel size (4 in pix2pix).
         strides: `()` for isotropic stride 2, or one entry per stride-2 layer (int or
             per-axis tuple), as in `GeneratorConfig.strides`.
+        scales: PatchGANs of this configuration, the k-th judging the input average-pooled
+            k times (pix2pixHD's multi-scale discriminator: the coarse ones see whole nuclei
+            and their arrangement, the full-resolution one texture and edges); their
+            adversarial losses are averaged. Each pooling halves the axes that the FIRST
+            strided layer halves (an anisotropic Z that it keeps is never pooled). 1: one
+            PatchGAN, the network of earlier versions.
     """
 
     base_filters: int = 16
@@ -119,10 +126,12 @@ class DiscriminatorConfig:
     kernel_size: int = 4
     strides: tuple = ()
     full_resolution_norm: bool = False
+    scales: int = 1
 
     def __post_init__(self):
         _at_least("base_filters", self.base_filters, 1)
         _at_least("n_layers", self.n_layers, 1)
+        _at_least("scales", self.scales, 1)
         _at_least("kernel_size", self.kernel_size, 1)
         if self.max_filters < self.base_filters:
             raise ValueError(
@@ -150,11 +159,24 @@ class GanLossConfig:
         lambda_l1: weight of the pix2pix L1 term (stage 3).
         pool_size: fake images kept per discriminator (CycleGAN models); 0 disables the
             pool. Pix2Pix, like the reference, uses no pool.
-        pool_seed: seed of the pools' random generators (deterministic resume); None draws a
-            non-deterministic seed.
+        pool_seed: seed of the pools' random generators (deterministic resume), and + 2 of
+            the DiffAugment generator; None draws non-deterministic seeds.
         instance_noise: std of Gaussian noise added to every discriminator input while
             training (Sonderby et al. 2016). Stage-2 masks are exactly +-1 per channel, which a
             discriminator tells from any tanh output at once; the noise hides that shortcut.
+            (The CycleGAN models only; Pix2Pix never used it.)
+        lambda_feature_matching: weight of pix2pixHD's discriminator feature matching in the
+            generator objective (Pix2Pix only; refused by the CycleGAN models, which have no
+            real partner for a fake): the mean over every intermediate discriminator layer
+            of every scale of mean |D_l(x, y) - D_l(x, G(x))|. pix2pixHD sums its layers
+            with weight 4 / (n_layers + 1), about 4x this mean: its lambda 10 is ~40 here.
+            0 = off.
+        diff_augment: DiffAugment policies applied to every discriminator input, real and
+            fake, in both updates (`nucgen_tf.models.augment`): any of "color",
+            "translation", "cutout"; a tuple, or a comma-separated string. Empty = off.
+        r1_gamma: R1 penalty (Mescheder et al. 2018) gamma / 2 * E ||grad_x D(x_real)||^2 in
+            the discriminator update, per patch logit (see `nucgen_tf.losses.r1_penalty`).
+            0 = off.
     """
 
     adversarial: str = "mae"
@@ -164,6 +186,9 @@ class GanLossConfig:
     pool_size: int = 50
     pool_seed: int | None = 0
     instance_noise: float = 0.0
+    lambda_feature_matching: float = 0.0
+    diff_augment: tuple[str, ...] = ()
+    r1_gamma: float = 0.0
 
     def __post_init__(self):
         if self.adversarial not in ADVERSARIAL_KINDS:
@@ -175,3 +200,6 @@ class GanLossConfig:
             _at_least(name, getattr(self, name), 0)
         _at_least("pool_size", self.pool_size, 0)
         _at_least("instance_noise", self.instance_noise, 0)
+        _at_least("lambda_feature_matching", self.lambda_feature_matching, 0)
+        _at_least("r1_gamma", self.r1_gamma, 0)
+        object.__setattr__(self, "diff_augment", parse_policies(self.diff_augment))

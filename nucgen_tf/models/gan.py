@@ -37,6 +37,26 @@ Checkpoints: `tf.train.Checkpoint(model=gan)` captures the networks, both optimi
 `compile`) and the image pools with their random generators, i.e. everything an exact
 resume needs. A `.keras` file stores the networks, the loss config and the optimizer state
 (`get_compile_config` / `compile_from_config`), but not the pools.
+
+Discriminator options (`GanLossConfig`, `DiscriminatorConfig.scales`; all off by default,
+which leaves the losses and updates of earlier versions unchanged):
+
+- multi-scale discriminators return one logits tensor per scale; every adversarial term is
+  the mean of its per-scale values;
+- `diff_augment`: every discriminator input, real or fake, in both updates, goes through
+  DiffAugment before the instance noise (`nucgen_tf.models.augment`), drawn from the model's
+  own checkpointed `augment_rng`. Pix2Pix augments the concatenated (condition, image) pair,
+  so both move together, and jitters the color of the image channels only;
+- `lambda_feature_matching` (Pix2Pix): term "feature_matching" of the generator; the real
+  and the fake pair take the same augmentation, so their features are compared where they
+  correspond. The features come from `discriminators.feature_extractor`, built once on the
+  discriminator's own layers and kept out of Keras' and tf.train's tracking, so the saved
+  model and the checkpoints hold exactly what they held before;
+- `r1_gamma`: terms "d_r1" (Pix2Pix) / "d_r1_a", "d_r1_b" (CycleGAN) of the discriminator
+  update (already weighted; `d_loss` is the sum of the logged discriminator terms): the
+  gradient of the real logits with respect to the discriminator input (as D sees it, after
+  augmentation) from a nested tape, in float32, under "mixed_float16" with the loss scale of
+  `d_optimizer`. Training steps only; `test_step` leaves it out.
 """
 
 from __future__ import annotations
@@ -51,8 +71,9 @@ from absl import logging
 
 from nucgen_tf import losses
 from nucgen_tf.config import from_dict
+from nucgen_tf.models import augment
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-from nucgen_tf.models.discriminators import discriminator_from_config
+from nucgen_tf.models.discriminators import discriminator_from_config, feature_extractor, logits_list
 from nucgen_tf.models.generators import generator_from_config
 from nucgen_tf.models.pool import ImagePool
 
@@ -123,6 +144,27 @@ def _with_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.concat([x, pad], axis=-1)
 
 
+def _scale_mean(values: list[tf.Tensor]) -> tf.Tensor:
+    """The mean of per-scale loss values; one scale's value as it is (bit-identical single-scale losses)."""
+    return values[0] if len(values) == 1 else tf.add_n(values) / float(len(values))
+
+
+def _generator_adversarial(logits: list[tf.Tensor], kind: str) -> tf.Tensor:
+    """`losses.generator_adversarial_loss` averaged over the scales of a discriminator."""
+    return _scale_mean([losses.generator_adversarial_loss(lg, kind) for lg in logits])
+
+
+class _Untracked:
+    """Holds helpers (feature extractors) out of Keras' and tf.train's dependency tracking.
+
+    A `keras.Model` attribute would add a second path to the discriminator's layers in the
+    `.keras` file and in checkpoints; a plain object is ignored by both.
+    """
+
+    def __init__(self, **items):
+        self.__dict__.update(items)
+
+
 def _first(inputs: Any, key: str) -> Any:
     if isinstance(inputs, dict):
         return inputs[key]
@@ -144,6 +186,14 @@ class _GanBase(keras.Model):
         self.loss_config = loss_config if loss_config is not None else GanLossConfig()
         self.g_optimizer = None
         self.d_optimizer = None
+        cfg = self.loss_config
+        if cfg.diff_augment:
+            # Only then: a checkpoint of a model without DiffAugment keeps its old contents.
+            self.augment_rng = (
+                tf.random.Generator.from_seed(cfg.pool_seed + 2)
+                if cfg.pool_seed is not None
+                else tf.random.Generator.from_non_deterministic_state()
+            )
 
     # ----- subclass contract -------------------------------------------------------------
     def _networks(self) -> dict[str, keras.Model]:
@@ -306,12 +356,71 @@ class _GanBase(keras.Model):
             )
         self.build([tuple(x.shape) for x in batch])
 
-    def _discriminate(self, net: keras.Model, x: tf.Tensor, training: bool) -> tf.Tensor:
-        """`net(x)`, with `loss_config.instance_noise` added to `x` while training."""
+    def _augment_params(self, x: tf.Tensor, training: bool) -> dict[str, tf.Tensor] | None:
+        """One DiffAugment draw for inputs shaped like x (None when not augmenting)."""
+        policies = self.loss_config.diff_augment
+        if not (training and policies):
+            return None
+        return augment.sample_params(x, policies, self.augment_rng)
+
+    def _d_input(
+        self,
+        x: tf.Tensor,
+        training: bool,
+        *,
+        color_channels: int | None = None,
+        params: dict[str, tf.Tensor] | None = None,
+        noise: bool = True,
+    ) -> tf.Tensor:
+        """What a discriminator sees of x: while training, DiffAugment (with `params` when
+        given, else a new draw), then `instance_noise` if `noise`."""
+        if training and self.loss_config.diff_augment:
+            params = params if params is not None else self._augment_params(x, training)
+            x = augment.apply(x, params, color_channels=color_channels)
         sigma = self.loss_config.instance_noise
-        if training and sigma > 0:
+        if noise and training and sigma > 0:
             x = x + tf.random.normal(tf.shape(x), stddev=sigma, dtype=x.dtype)
-        return net(x, training=training)
+        return x
+
+    def _discriminate(self, net: keras.Model, x: tf.Tensor, training: bool, **kwargs) -> list[tf.Tensor]:
+        """The logits of `net` on `_d_input(x, ...)`, one tensor per scale."""
+        return logits_list(net(self._d_input(x, training, **kwargs), training=training))
+
+    def _discriminate_real(
+        self, net: keras.Model, x: tf.Tensor, training: bool, **kwargs
+    ) -> tuple[list[tf.Tensor], tf.Tensor | None]:
+        """`_discriminate` on real inputs, and their R1 penalty while training with `r1_gamma` (else None).
+
+        The penalty is the per-scale mean of `losses.r1_penalty`; the gradients come from a
+        tape nested in the discriminator update's, which then differentiates through them.
+        """
+        gamma = self.loss_config.r1_gamma
+        x = self._d_input(x, training, **kwargs)
+        if not (training and gamma > 0):
+            return logits_list(net(x, training=training)), None
+        x = tf.cast(x, tf.float32)
+        # Under float16 the gradients of a mixed-precision net can underflow: scale like the loss.
+        opt = self.d_optimizer
+        scale = (
+            tf.convert_to_tensor(opt.dynamic_scale, tf.float32)
+            if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+            else None
+        )
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            logits = logits_list(net(x, training=training))
+            sums = [tf.reduce_sum(tf.cast(logit, tf.float32)) for logit in logits]
+            if scale is not None:
+                sums = [total * scale for total in sums]
+        penalties = []
+        for total, logit in zip(sums, logits):
+            grad = tf.cast(tape.gradient(total, x), tf.float32)
+            if scale is not None:
+                grad = grad / scale
+            patches = tf.size(logit) // tf.shape(logit)[0]
+            penalties.append(losses.r1_penalty(grad, patches, gamma))
+        del tape
+        return logits, _scale_mean(penalties)
 
     def generator_losses(self, data: Any, training: bool = False) -> dict[str, tf.Tensor]:
         """Generator terms of one batch and their weighted sum "g_loss" (no update)."""
@@ -387,7 +496,11 @@ class CycleGAN(_GanBase):
     Objective: adv_ab + adv_ba + lambda_cycle * (cycle_a + cycle_b) + lambda_cycle *
     lambda_identity * (identity_a + identity_b). Discriminator terms `d_a`, `d_b` = 0.5 *
     (crit(D(real), real) + crit(D(pooled fake), fake)); with `instance_noise` every
-    discriminator input gets Gaussian noise while training.
+    discriminator input gets Gaussian noise while training. With `r1_gamma`, `d_r1_a` and
+    `d_r1_b`; with `diff_augment` every discriminator input is augmented (all its channels
+    take the color policy: each domain is one sample, with no condition beside it).
+    `lambda_feature_matching` is refused: a fake has no real partner here (and in
+    PairedCycleGAN a direct loss between F(B_i) and S_i is exactly what the paper avoids).
 
     Args:
         gen_ab: generator A -> B, (B, *spatial, C_A) -> (B, *spatial, C_B).
@@ -436,6 +549,12 @@ class CycleGAN(_GanBase):
         self.disc_a = disc_a
         self.disc_b = disc_b
         cfg = self.loss_config
+        if cfg.lambda_feature_matching > 0:
+            raise ValueError(
+                f"{type(self).__name__} has no real partner for a fake, so no feature matching; "
+                "`lambda_feature_matching` is a Pix2Pix (stage 3) option. "
+                f"Received: lambda_feature_matching={cfg.lambda_feature_matching}"
+            )
         self.use_identity = cfg.lambda_identity > 0 and cfg.lambda_cycle > 0
         if self.use_identity and channels_a != channels_b:
             logging.info(
@@ -460,7 +579,10 @@ class CycleGAN(_GanBase):
         g = ("g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b")
         if self.use_identity:
             g += ("identity_a", "identity_b")
-        return g, ("d_a", "d_b")
+        d = ("d_a", "d_b")
+        if self.loss_config.r1_gamma > 0:
+            d += ("d_r1_a", "d_r1_b")
+        return g, d
 
     def build(self, input_shape) -> None:
         """Create the image pools for patches of a fixed size.
@@ -497,12 +619,8 @@ class CycleGAN(_GanBase):
         fake_a = self.gen_ba(real_b, training=training)
         kind = self.loss_config.adversarial
         terms = {
-            "g_adv_ab": losses.generator_adversarial_loss(
-                self._discriminate(self.disc_b, fake_b, training), kind
-            ),
-            "g_adv_ba": losses.generator_adversarial_loss(
-                self._discriminate(self.disc_a, fake_a, training), kind
-            ),
+            "g_adv_ab": _generator_adversarial(self._discriminate(self.disc_b, fake_b, training), kind),
+            "g_adv_ba": _generator_adversarial(self._discriminate(self.disc_a, fake_a, training), kind),
             "cycle_a": losses.cycle_loss(real_a, self.gen_ba(fake_b, training=training)),
             "cycle_b": losses.cycle_loss(real_b, self.gen_ab(fake_a, training=training)),
         }
@@ -529,18 +647,16 @@ class CycleGAN(_GanBase):
     def _discriminator_terms(self, batch, fakes, training):
         (real_a, real_b), (fake_a, fake_b) = batch, fakes
         kind = self.loss_config.adversarial
-        return {
-            "d_a": losses.discriminator_adversarial_loss(
-                self._discriminate(self.disc_a, real_a, training),
-                self._discriminate(self.disc_a, fake_a, training),
-                kind,
-            ),
-            "d_b": losses.discriminator_adversarial_loss(
-                self._discriminate(self.disc_b, real_b, training),
-                self._discriminate(self.disc_b, fake_b, training),
-                kind,
-            ),
-        }
+        terms, penalties = {}, {}
+        for domain, net, real, fake in (
+            ("a", self.disc_a, real_a, fake_a), ("b", self.disc_b, real_b, fake_b)
+        ):  # fmt: skip
+            real_logits, penalties[f"d_r1_{domain}"] = self._discriminate_real(net, real, training)
+            fake_logits = self._discriminate(net, fake, training)
+            terms[f"d_{domain}"] = _scale_mean(
+                [losses.discriminator_adversarial_loss(r, f, kind) for r, f in zip(real_logits, fake_logits)]
+            )
+        return {**terms, **{name: value for name, value in penalties.items() if value is not None}}
 
 
 @keras.saving.register_keras_serializable(package="nucgen")
@@ -570,7 +686,10 @@ class Pix2Pix(_GanBase):
     Generator terms: `g_adv` = crit(D(concat(x, G(x))), real) and `l1` = |G(x) - y|;
     objective g_adv + lambda_l1 * l1. Discriminator terms `d_real` = 0.5 * crit(D(concat(x,
     y)), real) and `d_fake` = 0.5 * crit(D(concat(x, G(x))), fake). No image pool, as in the
-    reference pix2pix.
+    reference pix2pix. Options: `feature_matching` (pix2pixHD) in the generator objective,
+    weighted by `lambda_feature_matching`; `d_r1` with `r1_gamma`; DiffAugment of the
+    (condition, image) pair with the color policy on the image channels only (the mask's
+    palette colors are labels). `instance_noise` is not used, as before.
 
     Args:
         generator: (B, *spatial, C_in) -> (B, *spatial, C_out).
@@ -601,6 +720,11 @@ class Pix2Pix(_GanBase):
         self.ndim = ndim
         self.generator = generator
         self.discriminator = discriminator
+        self.image_channels = c_out
+        self.use_feature_matching = self.loss_config.lambda_feature_matching > 0
+        self._helpers = _Untracked(
+            features=feature_extractor(discriminator) if self.use_feature_matching else None
+        )
         self._create_trackers()
         self.built = True
 
@@ -611,7 +735,8 @@ class Pix2Pix(_GanBase):
         return ("generator",)
 
     def _term_names(self):
-        return ("g_adv", "l1"), ("d_real", "d_fake")
+        g = ("g_adv", "l1") + (("feature_matching",) if self.use_feature_matching else ())
+        return g, ("d_real", "d_fake") + (("d_r1",) if self.loss_config.r1_gamma > 0 else ())
 
     def call(self, inputs, training: bool = False):
         return self.generator(_first(inputs, "x"), training=training)
@@ -622,25 +747,57 @@ class Pix2Pix(_GanBase):
     def _generator_terms(self, batch, training):
         x, y = batch
         fake = self.generator(x, training=training)
-        logits = self.discriminator(tf.concat([x, fake], axis=-1), training=training)
+        fake_pair = tf.concat([x, fake], axis=-1)
+        # Pix2Pix never added instance noise; DiffAugment's color only touches the image.
+        d_args = dict(color_channels=self.image_channels, noise=False)
+        matching = None
+        if self.use_feature_matching:
+            # One augmentation draw for both pairs: features compared at corresponding places.
+            params = self._augment_params(fake_pair, training)
+            extract = self._helpers.features
+            fake_out = extract(self._d_input(fake_pair, training, params=params, **d_args), training=training)
+            real_pair = self._d_input(tf.concat([x, y], axis=-1), training, params=params, **d_args)
+            real_out = extract(real_pair, training=training)
+            logits = logits_list(fake_out["logits"])
+            matching = losses.feature_matching_loss(real_out["features"], fake_out["features"])
+        else:
+            logits = self._discriminate(self.discriminator, fake_pair, training, **d_args)
+        kind = self.loss_config.adversarial
         terms = {
-            "g_adv": losses.generator_adversarial_loss(logits, self.loss_config.adversarial),
+            "g_adv": _generator_adversarial(logits, kind),
             "l1": losses.l1_loss(y, fake),
         }
+        if matching is not None:
+            terms["feature_matching"] = matching
         return terms, (fake,)
 
     def _generator_objective(self, terms):
-        return terms["g_adv"] + self.loss_config.lambda_l1 * terms["l1"]
+        total = terms["g_adv"] + self.loss_config.lambda_l1 * terms["l1"]
+        if self.use_feature_matching:
+            total += self.loss_config.lambda_feature_matching * terms["feature_matching"]
+        return total
 
     def _discriminator_terms(self, batch, fakes, training):
         (x, y), (fake,) = batch, fakes
         kind = self.loss_config.adversarial
-        real_logits = self.discriminator(tf.concat([x, y], axis=-1), training=training)
-        fake_logits = self.discriminator(tf.concat([x, tf.cast(fake, x.dtype)], axis=-1), training=training)
-        return {
-            "d_real": 0.5 * losses.adversarial_criterion(real_logits, losses.REAL_LABEL, kind),
-            "d_fake": 0.5 * losses.adversarial_criterion(fake_logits, losses.FAKE_LABEL, kind),
+        d_args = dict(color_channels=self.image_channels, noise=False)
+        real_logits, r1 = self._discriminate_real(
+            self.discriminator, tf.concat([x, y], axis=-1), training, **d_args
+        )
+        fake_logits = self._discriminate(
+            self.discriminator, tf.concat([x, tf.cast(fake, x.dtype)], axis=-1), training, **d_args
+        )
+        terms = {
+            "d_real": 0.5 * _scale_mean(
+                [losses.adversarial_criterion(lg, losses.REAL_LABEL, kind) for lg in real_logits]
+            ),
+            "d_fake": 0.5 * _scale_mean(
+                [losses.adversarial_criterion(lg, losses.FAKE_LABEL, kind) for lg in fake_logits]
+            ),
         }
+        if r1 is not None:
+            terms["d_r1"] = r1
+        return terms
 
 
 def build_cyclegan(

@@ -135,6 +135,12 @@ class StageConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}. Received: stage={self.stage}")
+        if self.loss.lambda_feature_matching and self.stage != 3:
+            raise ValueError(
+                "Feature matching (`lambda_feature_matching`, --lambda_fm) needs a real partner for "
+                "every fake: a stage-3 (pix2pix) option. Received: "
+                f"stage={self.stage}, lambda_feature_matching={self.loss.lambda_feature_matching}"
+            )
         if self.spacing and len(self.spacing) != self.ndim:
             raise ValueError(
                 f"`spacing` needs one value per axis ({self.ndim}). Received: spacing={self.spacing}"

@@ -205,6 +205,9 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_integer("d_filters", d.base_filters, "Discriminator base filters.")
     flags.DEFINE_integer("d_layers", d.n_layers, "Discriminator stride-2 layers.")
     flags.DEFINE_list("d_strides", [], "Discriminator strides, one per strided layer, as --strides.")
+    flags.DEFINE_integer(
+        "d_scales", d.scales, "PatchGANs on the input pooled 1, 2, 4... times (pix2pixHD multi-scale)."
+    )
     flags.DEFINE_enum("adversarial", loss.adversarial, ["mae", "lsgan", "bce"], "Adversarial criterion.")
     flags.DEFINE_float("lambda_cycle", loss.lambda_cycle, "Cycle-consistency weight (stages 1-2).")
     flags.DEFINE_float("lambda_identity", loss.lambda_identity, "Identity weight, fraction of lambda_cycle.")
@@ -213,6 +216,14 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_float(
         "instance_noise", loss.instance_noise, "Std of Gaussian noise on discriminator inputs (0 = off)."
     )
+    flags.DEFINE_float(
+        "lambda_fm", loss.lambda_feature_matching, "Discriminator feature-matching weight (stage 3; 0 = off)."
+    )
+    flags.DEFINE_list(
+        "diff_augment", list(loss.diff_augment),
+        "DiffAugment of every discriminator input: any of color,translation,cutout (default: off).",
+    )  # fmt: skip
+    flags.DEFINE_float("r1_gamma", loss.r1_gamma, "R1 gradient penalty on the discriminator (0 = off).")
     flags.DEFINE_float("seed_density", SeedConfig.density, "Stage 1: seeds per 10,000 pixels/voxels.")
     flags.DEFINE_list("seed_kinds", list(SeedConfig.kinds), "Stage 1: seed arrangements to draw from.")
     flags.DEFINE_float("cluster_radius", SeedConfig.cluster_radius, "Stage 1: sigma of clustered seeds (px).")
@@ -300,6 +311,7 @@ def stage_config_from_flags():
             base_filters=f.d_filters,
             n_layers=f.d_layers,
             strides=parse_strides(f.d_strides, "d_strides"),
+            scales=f.d_scales,
         ),
         loss=dataclasses.replace(
             GanLossConfig(),
@@ -309,6 +321,9 @@ def stage_config_from_flags():
             lambda_l1=f.lambda_l1,
             pool_size=f.pool_size,
             instance_noise=f.instance_noise,
+            lambda_feature_matching=f.lambda_fm,
+            diff_augment=tuple(f.diff_augment),
+            r1_gamma=f.r1_gamma,
         ),
         max_files=f.max_files,
         spacing=tuple(float(v) for v in f.spacing),

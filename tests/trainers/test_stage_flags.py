@@ -34,7 +34,9 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
         "    try:\n"
         "        cfg = cli.stage_config_from_flags()\n"
         "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides,\n"
-        "                          'eval': dataclasses.asdict(cfg.evaluation)}))\n"
+        "                          'eval': dataclasses.asdict(cfg.evaluation),\n"
+        "                          'd_scales': cfg.discriminator.scales,\n"
+        "                          'loss': dataclasses.asdict(cfg.loss)}))\n"
         "    except ValueError as error:\n"
         "        print(json.dumps({'error': str(error)}))\n"
     )
@@ -65,3 +67,22 @@ def test_realism_check_flags():
     assert default["eval"] == {"every": 0, "data": "", "crop": 256, "export_checkpoint": "best"}
     assert on["eval"] == {"every": 500, "data": "val", "crop": 128, "export_checkpoint": "latest"}
     assert "Realism checks need `data`" in no_data["error"]
+
+
+def test_discriminator_option_flags():
+    default, on, stage1_fm, bad = _parse(
+        ("--stage=3",),
+        ("--stage=3", "--d_scales=2", "--lambda_fm=10", "--diff_augment=cutout,translation", "--r1_gamma=.5"),
+        ("--lambda_fm=1",),
+        ("--diff_augment=blur",),
+    )
+    assert default["d_scales"] == 1
+    assert {k: default["loss"][k] for k in ("lambda_feature_matching", "diff_augment", "r1_gamma")} == {
+        "lambda_feature_matching": 0.0, "diff_augment": [], "r1_gamma": 0.0
+    }  # fmt: skip
+    assert on["d_scales"] == 2
+    assert {k: on["loss"][k] for k in ("lambda_feature_matching", "diff_augment", "r1_gamma")} == {
+        "lambda_feature_matching": 10.0, "diff_augment": ["translation", "cutout"], "r1_gamma": 0.5
+    }  # fmt: skip
+    assert "stage-3 (pix2pix) option" in stage1_fm["error"]
+    assert "diff_augment" in bad["error"]

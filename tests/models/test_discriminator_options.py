@@ -384,3 +384,14 @@ def test_stage_config_keeps_feature_matching_to_stage_3():
     assert StageConfig(stage=3, data="d", loss=loss).loss == loss
     with pytest.raises(ValueError, match="lambda_feature_matching"):
         StageConfig(stage=1, data="d", loss=loss)
+
+
+def test_keras_file_with_all_options(tmp_path):
+    model = build_pix2pix(2, 4, 1, GEN, dataclasses.replace(DISC, scales=2), ALL_OPTIONS)
+    model.compile(_adam(), _adam())
+    model.save(tmp_path / "all.keras")
+    loaded = keras.saving.load_model(tmp_path / "all.keras")
+    assert loaded.loss_config == ALL_OPTIONS and loaded.loss_config.diff_augment == ALL_OPTIONS.diff_augment
+    pair = _batch((1, 32, 32, 5), 0)
+    for a, b in zip(loaded.discriminator(pair), model.discriminator(pair)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

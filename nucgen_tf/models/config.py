@@ -15,6 +15,8 @@ from nucgen_tf.losses import ADVERSARIAL_KINDS
 from nucgen_tf.models.augment import parse_policies
 
 UPSAMPLING_KINDS = ("transpose", "nearest")
+# Generator architectures and their default kernel sizes (`GeneratorConfig.kernel_size=None`).
+GENERATOR_ARCHITECTURES = {"unet3x3": 3, "pix2pix": 4}
 
 
 def _at_least(name: str, value: float, bound: float) -> None:
@@ -60,11 +62,18 @@ class GeneratorConfig:
     """U-Net encoder-decoder generator (paper Sec. III: skip connections, tanh output).
 
     Attributes:
-        base_filters: filters at full resolution; level `i` has `base_filters * 2**i`.
+        architecture: "unet3x3" (the project's U-Net: a full-resolution convolution, then
+            per level a strided and a plain convolution, 3x3 by default) or "pix2pix" (Isola
+            et al.'s U-Net: one 4x4 stride-2 convolution per level, no full-resolution
+            convolution; 3-7x fewer convolution FLOPs at the same width, so deeper nets fit the
+            same budget). See `nucgen_tf.models.generators`.
+        base_filters: filters of the first level; unet3x3's level `i` has `base_filters * 2**i`
+            (level 0 = full resolution), pix2pix's `base_filters * 2**(i - 1)` (level 1 = half).
         depth: number of stride-2 (or per-axis) down-sampling levels; patch sizes must be
             divisible by `2**depth` per axis (by the product of `strides` when given).
         max_filters: cap on the filters of the deep levels (bounds 3D memory).
-        kernel_size: spatial kernel size of every convolution.
+        kernel_size: spatial kernel size of every convolution; None picks the
+            architecture's (3 for unet3x3, 4 for pix2pix) and is stored resolved.
         upsampling: "transpose" (transposed convolution, pix2pix) or "nearest"
             (nearest up-sampling + convolution, no checkerboard artifacts).
         strides: `()` for isotropic stride 2, or one entry per level, each an int or a
@@ -74,20 +83,40 @@ class GeneratorConfig:
             decoder level. Off by default: it makes an empty or sparse input come out flat
             gray (stage 1). On for stage 2, whose generators otherwise settled on painting
             the all-background median of the L1 terms in every short CPU run we made.
+            unet3x3 only (pix2pix has no full-resolution decoder level).
+        dropout: dropout rate in the 3 innermost decoder levels while training (pix2pix
+            used 0.5); 0 = none.
+        noise_channels: extra input channels of standard Gaussian noise, drawn by the
+            caller, that every encoder and decoder level adds with a learned per-channel
+            scale starting at 0 (`layers.NoiseInjection`): varied texture for one condition
+            (stage 3). The network then takes `in_channels + noise_channels` channels.
     """
 
+    architecture: str = "unet3x3"
     base_filters: int = 16
     depth: int = 4
     max_filters: int = 256
-    kernel_size: int = 3
+    kernel_size: int | None = None
     upsampling: str = "transpose"
     strides: tuple = ()
     full_resolution_norm: bool = False
+    dropout: float = 0.0
+    noise_channels: int = 0
 
     def __post_init__(self):
+        if self.architecture not in GENERATOR_ARCHITECTURES:
+            raise ValueError(
+                f"`architecture` must be one of {tuple(GENERATOR_ARCHITECTURES)}. "
+                f"Received: architecture={self.architecture!r}"
+            )
+        if self.kernel_size is None:
+            object.__setattr__(self, "kernel_size", GENERATOR_ARCHITECTURES[self.architecture])
         _at_least("base_filters", self.base_filters, 1)
         _at_least("depth", self.depth, 1)
         _at_least("kernel_size", self.kernel_size, 1)
+        _at_least("noise_channels", self.noise_channels, 0)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={self.dropout!r}")
         if self.max_filters < self.base_filters:
             raise ValueError(
                 "`max_filters` must be >= `base_filters`. Received: "
@@ -96,6 +125,11 @@ class GeneratorConfig:
         if self.upsampling not in UPSAMPLING_KINDS:
             raise ValueError(
                 f"`upsampling` must be one of {UPSAMPLING_KINDS}. Received: upsampling={self.upsampling!r}"
+            )
+        if self.architecture == "pix2pix" and self.full_resolution_norm:
+            raise ValueError(
+                "`full_resolution_norm` is a unet3x3 option: pix2pix has no full-resolution decoder "
+                "level. Received: architecture='pix2pix', full_resolution_norm=True"
             )
         object.__setattr__(self, "strides", normalize_strides(self.strides, self.depth))
 

@@ -74,7 +74,7 @@ from nucgen_tf.config import from_dict
 from nucgen_tf.models import augment
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.models.discriminators import discriminator_from_config, feature_extractor, logits_list
-from nucgen_tf.models.generators import generator_from_config
+from nucgen_tf.models.generators import generator_from_config, with_noise
 from nucgen_tf.models.pool import ImagePool
 
 
@@ -692,9 +692,11 @@ class Pix2Pix(_GanBase):
     palette colors are labels). `instance_noise` is not used, as before.
 
     Args:
-        generator: (B, *spatial, C_in) -> (B, *spatial, C_out).
+        generator: (B, *spatial, C_in [+ noise_channels]) -> (B, *spatial, C_out).
         discriminator: takes C_in + C_out channels (condition and image concatenated).
         loss_config: weights and criterion (`pool_size` is not used).
+        noise_channels: the generator's last input channels are N(0, 1) noise, drawn anew
+            for every call (`generators.with_noise`); the discriminator sees the condition only.
         **kwargs: `keras.Model` arguments.
 
     Data: `(x, y)` or `{"x": x, "y": y}`. `model(x)` / `predict` run the generator.
@@ -707,10 +709,18 @@ class Pix2Pix(_GanBase):
         generator: keras.Model,
         discriminator: keras.Model,
         loss_config: GanLossConfig | None = None,
+        noise_channels: int = 0,
         **kwargs,
     ):
         super().__init__(loss_config, **kwargs)
-        c_in, c_out, ndim = _in_channels(generator), _out_channels(generator), _ndim(generator)
+        if not 0 <= noise_channels < _in_channels(generator):
+            raise ValueError(
+                f"`noise_channels` must be in [0, {_in_channels(generator)}) (the generator's input "
+                f"channels). Received: noise_channels={noise_channels}"
+            )
+        self.noise_channels = int(noise_channels)
+        c_out, ndim = _out_channels(generator), _ndim(generator)
+        c_in = _in_channels(generator) - self.noise_channels
         got = (_ndim(discriminator), _in_channels(discriminator), _out_channels(discriminator))
         if got != (ndim, c_in + c_out, 1):
             raise ValueError(
@@ -739,14 +749,17 @@ class Pix2Pix(_GanBase):
         return g, ("d_real", "d_fake") + (("d_r1",) if self.loss_config.r1_gamma > 0 else ())
 
     def call(self, inputs, training: bool = False):
-        return self.generator(_first(inputs, "x"), training=training)
+        return self.generator(with_noise(_first(inputs, "x"), self.noise_channels), training=training)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "noise_channels": self.noise_channels}
 
     def _unpack(self, data):
         return _pair(data, ("x", "y"), type(self).__name__)
 
     def _generator_terms(self, batch, training):
         x, y = batch
-        fake = self.generator(x, training=training)
+        fake = self.generator(with_noise(x, self.noise_channels), training=training)
         fake_pair = tf.concat([x, fake], axis=-1)
         # Pix2Pix never added instance noise; DiffAugment's color only touches the image.
         d_args = dict(color_channels=self.image_channels, noise=False)
@@ -842,5 +855,6 @@ def build_pix2pix(
         generator_from_config(generator, ndim, in_channels, out_channels, name="generator"),
         discriminator_from_config(discriminator, ndim, in_channels + out_channels, name="discriminator"),
         loss_config=loss,
+        noise_channels=generator.noise_channels,
         name=name,
     )

@@ -2,8 +2,8 @@
 
 One code path serves 2D and 3D: the rank picks the Keras class from a table, and
 anisotropic 3D data are handled by per-axis stride tuples, never by a copied 3D module.
-Every factory returns a built-in Keras layer or `ReflectPadding`, a registered
-serializable layer, so the networks load in safe mode.
+Every factory returns a built-in Keras layer or one of the registered serializable layers
+here (`ReflectPadding`, `ChannelSlice`, `NoiseInjection`), so the networks load in safe mode.
 """
 
 from __future__ import annotations
@@ -69,17 +69,89 @@ class ReflectPadding(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
-def same_padding(ndim: int, kernel_size: int, strides: Stride = 1) -> tuple[tuple[int, int], ...]:
+@keras.saving.register_keras_serializable(package="nucgen")
+class ChannelSlice(keras.layers.Layer):
+    """Channels `start:stop` of (B, *spatial, C): splits a generator's input into condition and noise.
+
+    Args:
+        start: first channel kept.
+        stop: one past the last channel kept.
+    """
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= start < stop:
+            raise ValueError(f"`start` and `stop` must satisfy 0 <= start < stop. Received: {start}, {stop}")
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start : self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package="nucgen")
+class NoiseInjection(keras.layers.Layer):
+    """Adds learned-scale noise to a feature map: `features + n @ scale` (StyleGAN's noise inputs).
+
+    Called on `[features, noise]`: features (B, *spatial / pool, C) and full-resolution
+    standard Gaussian noise (B, *spatial, K). The noise is average-pooled by `pool` per axis
+    (the level's total stride) and multiplied by sqrt(prod(pool)), so every level sees
+    unit-variance noise of its own resolution; `scale` (K, C) maps it to a per-channel
+    amplitude (K = 1: one learned scale per channel). `scale` starts at 0, so a new network
+    computes exactly what it would without noise and learns how much texture to draw.
+
+    Args:
+        pool: per-axis pooling factor from the noise's resolution to the features'.
+    """
+
+    def __init__(self, pool: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.pool = tuple(int(p) for p in pool)
+        if not self.pool or min(self.pool) < 1:
+            raise ValueError(f"`pool` must be positive ints, one per axis. Received: pool={pool!r}")
+
+    def build(self, input_shape):
+        features, noise = input_shape
+        self.scale = self.add_weight(
+            name="scale", shape=(int(noise[-1]), int(features[-1])), initializer="zeros", trainable=True
+        )
+
+    def call(self, inputs):
+        features, noise = inputs
+        # Pooled in float32: the CPU pooling kernels lack some low-precision dtypes.
+        noise = keras.ops.cast(noise, "float32")
+        if math.prod(self.pool) > 1:
+            noise = keras.ops.average_pool(noise, self.pool, strides=self.pool, padding="valid")
+            noise = noise * math.sqrt(math.prod(self.pool))
+        noise = keras.ops.cast(noise, features.dtype)
+        return features + keras.ops.matmul(noise, keras.ops.cast(self.scale, features.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pool": self.pool}
+
+
+def same_padding(ndim: int, kernel_size: Stride, strides: Stride = 1) -> tuple[tuple[int, int], ...]:
     """The (before, after) padding per axis that "same" uses for sizes divisible by the stride."""
     pads = []
-    for stride in as_stride(ndim, strides):
-        total = max(kernel_size - stride, 0)
+    for kernel, stride in zip(as_stride(ndim, kernel_size), as_stride(ndim, strides)):
+        total = max(kernel - stride, 0)
         pads.append((total // 2, total - total // 2))
     return tuple(pads)
 
 
-def reflect_conv(ndim: int, filters: int, kernel_size: int = 3, strides: Stride = 1, **kwargs):
-    """A convolution with mirrored borders and the output size of "same"; returns a callable."""
+def reflect_conv(ndim: int, filters: int, kernel_size: Stride = 3, strides: Stride = 1, **kwargs):
+    """A convolution with mirrored borders and the output size of "same"; returns a callable.
+
+    `kernel_size` is an int or one size per axis (as a stride).
+    """
     layer = conv(ndim, filters, kernel_size, strides, padding="valid", **kwargs)
     pad = ReflectPadding(same_padding(ndim, kernel_size, strides), name=f"{layer.name}_pad")
 
@@ -92,7 +164,7 @@ def reflect_conv(ndim: int, filters: int, kernel_size: int = 3, strides: Stride 
 def conv(
     ndim: int,
     filters: int,
-    kernel_size: int = 3,
+    kernel_size: Stride = 3,
     strides: Stride = 1,
     *,
     use_bias: bool = True,
@@ -104,7 +176,7 @@ def conv(
     _check_ndim(ndim)
     return _CONV[ndim](
         filters,
-        kernel_size,
+        as_stride(ndim, kernel_size),
         strides=as_stride(ndim, strides),
         padding=padding,
         use_bias=use_bias,
@@ -117,22 +189,24 @@ def conv(
 def conv_transpose(
     ndim: int,
     filters: int,
-    kernel_size: int = 3,
+    kernel_size: Stride = 3,
     strides: Stride = 2,
     *,
     use_bias: bool = True,
     name: str | None = None,
+    dtype: str | None = None,
 ) -> keras.layers.Layer:
     """A "same"-padded transposed convolution (output size = input size * stride)."""
     _check_ndim(ndim)
     return _CONV_TRANSPOSE[ndim](
         filters,
-        kernel_size,
+        as_stride(ndim, kernel_size),
         strides=as_stride(ndim, strides),
         padding="same",
         use_bias=use_bias,
         kernel_initializer=_init(),
         name=name,
+        dtype=dtype,
     )
 
 

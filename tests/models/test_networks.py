@@ -17,10 +17,12 @@ from nucgen_tf.models.generators import build_generator, generator_from_config
 SIZES = {2: [(32, 32), (64, 96)], 3: [(8, 16, 16), (8, 32, 16)]}
 
 
+@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix"])
 @pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_generator_any_size_and_range(ndim, upsampling):
-    gen = build_generator(ndim, 3, 4, base_filters=8, depth=2, upsampling=upsampling)
+def test_generator_any_size_and_range(ndim, upsampling, architecture):
+    gen = build_generator(ndim, 3, 4, architecture=architecture, base_filters=8, depth=2,
+                          upsampling=upsampling)  # fmt: skip
     assert gen.inputs[0].shape[1:] == (None,) * ndim + (3,)
     rng = np.random.default_rng(0)
     for spatial in SIZES[ndim]:
@@ -31,9 +33,10 @@ def test_generator_any_size_and_range(ndim, upsampling):
         assert float(tf.reduce_max(tf.abs(y))) <= 1.0
 
 
-def test_generator_anisotropic_strides_keep_thin_z():
+@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix"])
+def test_generator_anisotropic_strides_keep_thin_z(architecture):
     strides = [(1, 2, 2), (1, 2, 2)]
-    gen = build_generator(3, 1, 1, base_filters=8, depth=2, strides=strides)
+    gen = build_generator(3, 1, 1, architecture=architecture, base_filters=8, depth=2, strides=strides)
     x = np.zeros((1, 2, 16, 16, 1), np.float32)  # Z = 2 could not be halved twice
     L.check_spatial_shape(x.shape[1:-1], strides, 2)
     assert tuple(gen(x).shape) == (1, 2, 16, 16, 1)
@@ -53,9 +56,15 @@ def test_generator_rejects_bad_upsampling():
         build_generator(2, 1, 1, upsampling="bilinear")
 
 
-def test_generator_saves_and_loads_in_safe_mode(tmp_path):
-    gen = build_generator(2, 4, 1, base_filters=8, depth=2, name="stage3_gen")
-    x = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 4)).astype(np.float32)
+@pytest.mark.parametrize("architecture, noise_channels", [("unet3x3", 0), ("pix2pix", 0), ("pix2pix", 1)])
+def test_generator_saves_and_loads_in_safe_mode(tmp_path, architecture, noise_channels):
+    gen = build_generator(
+        2, 4, 1, architecture=architecture, base_filters=8, depth=2, noise_channels=noise_channels,
+        name="stage3_gen",
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    gen.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in gen.weights])  # noise scales too
+    x = rng.uniform(-1, 1, (1, 32, 32, 4 + noise_channels)).astype(np.float32)
     path = tmp_path / "gen.keras"
     gen.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -95,6 +104,9 @@ def test_from_config_builders_use_fields():
 def test_configs_round_trip_through_json_dicts():
     gen = GeneratorConfig(depth=2, strides=((1, 2, 2), 2))
     assert from_dict(GeneratorConfig, to_dict(gen)) == gen  # JSON turns tuples into lists
+    gen = GeneratorConfig(architecture="pix2pix", depth=2, dropout=0.5, noise_channels=1,
+                          upsampling="nearest")  # fmt: skip
+    assert from_dict(GeneratorConfig, to_dict(gen)) == gen and to_dict(gen)["kernel_size"] == 4
     loss = GanLossConfig(adversarial="lsgan", pool_seed=None)
     assert from_dict(GanLossConfig, to_dict(loss)) == loss
     assert from_dict(DiscriminatorConfig, to_dict(DiscriminatorConfig())) == DiscriminatorConfig()
@@ -108,6 +120,10 @@ def test_configs_round_trip_through_json_dicts():
         (lambda: GeneratorConfig(upsampling="bilinear"), "upsampling='bilinear'"),
         (lambda: GeneratorConfig(depth=2, strides=(2,)), "one entry per level"),
         (lambda: GeneratorConfig(depth=1, strides=((1, 3),)), "must be 1 or 2"),
+        (lambda: GeneratorConfig(architecture="resnet"), "architecture='resnet'"),
+        (lambda: GeneratorConfig(dropout=1.0), "dropout=1.0"),
+        (lambda: GeneratorConfig(noise_channels=-1), "noise_channels=-1"),
+        (lambda: GeneratorConfig(architecture="pix2pix", full_resolution_norm=True), "full_resolution_norm"),
         (lambda: DiscriminatorConfig(n_layers=0), "n_layers=0"),
         (lambda: GanLossConfig(adversarial="hinge"), "adversarial='hinge'"),
         (lambda: GanLossConfig(lambda_cycle=-1.0), "lambda_cycle=-1.0"),

@@ -135,6 +135,11 @@ class StageConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}. Received: stage={self.stage}")
+        if self.generator.noise_channels and self.stage != 3:
+            raise ValueError(
+                "Noise channels are a stage-3 option (mask -> image texture). Received: "
+                f"stage={self.stage}, noise_channels={self.generator.noise_channels}"
+            )
         if self.loss.lambda_feature_matching and self.stage != 3:
             raise ValueError(
                 "Feature matching (`lambda_feature_matching`, --lambda_fm) needs a real partner for "

@@ -90,7 +90,12 @@ def compact_export(
     saved_model_dir, directory = pathlib.Path(saved_model_dir), pathlib.Path(directory)
     manifest = read_manifest(saved_model_dir)
     module = tf.saved_model.load(str(saved_model_dir))
-    arrays = {_weight_key(v.name.removesuffix(":0")): v.numpy().astype(dtype) for v in module.variables}
+    # Floating variables only: a dropout layer's random-generator state (integers) is no weight.
+    arrays = {
+        _weight_key(v.name.removesuffix(":0")): v.numpy().astype(dtype)
+        for v in module.variables
+        if v.dtype.is_floating
+    }
     expected = {_weight_key(w.path) for w in build_from_manifest(manifest).weights}
     if set(arrays) != expected:
         raise ValueError(

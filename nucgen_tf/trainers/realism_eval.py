@@ -86,12 +86,23 @@ def serving(generator: keras.Model) -> Serve:
     return tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
 
 
-def run_generator(serve: Serve, stored: np.ndarray, divisor: Sequence[int]) -> np.ndarray:
+def run_generator(
+    serve: Serve,
+    stored: np.ndarray,
+    divisor: Sequence[int],
+    noise_channels: int = 0,
+    texture: np.random.Generator | None = None,
+) -> np.ndarray:
     """A (*spatial, C) stored-range map through the generator -> (*spatial, C_out) network range.
 
     Padded to the generator's size divisor (as synthesis pads its canvases) and cropped back.
+    A generator with `noise_channels` gets them drawn from `texture`, as synthesis does.
     """
-    return run_tiled(serve, pipeline.to_network(stored)[None], divisor, tile=0)[0]
+    x = pipeline.to_network(stored)[None]
+    if not noise_channels:
+        return run_tiled(serve, x, divisor, tile=0)[0]
+    padded = pipeline.with_texture_noise(x, divisor, noise_channels, [texture])
+    return run_tiled(serve, padded, divisor, tile=0)[0][tuple(slice(0, s) for s in stored.shape[:-1])]
 
 
 def mean_distance(distances: Mapping[str, float | None]) -> float:
@@ -218,8 +229,10 @@ class ImageEvaluator:
         stats: IntensityStats,
         norm: NormConfig,
         seed: int = 0,
+        noise_channels: int = 0,
     ):
         self.divisor = tuple(divisor)
+        self.noise_channels, self.seed = noise_channels, seed
         # Synthesis' `to_intensity` reads only these two fields of the loaded chain.
         self.scale = _IntensityScale(stats, norm)
         self.inputs = []
@@ -229,10 +242,12 @@ class ImageEvaluator:
         self.real = _check_real(realism.measure(fields), IMAGE_DISTANCES)
 
     def __call__(self, serve: Serve) -> Result:
-        synthetic = [
-            (pipeline.to_intensity(run_generator(serve, mask, self.divisor)[..., 0], self.scale), labels)
-            for labels, mask in self.inputs
-        ]
+        synthetic = []
+        for index, (labels, mask) in enumerate(self.inputs):
+            # The same noise at every check (stream 4 of the field, as synthesis's "texture").
+            texture = np.random.default_rng([self.seed, index, 4])
+            y = run_generator(serve, mask, self.divisor, self.noise_channels, texture)
+            synthetic.append((pipeline.to_intensity(y[..., 0], self.scale), labels))
         found = _distances(self.real, realism.measure(synthetic), IMAGE_DISTANCES)
         return Result(mean_distance(found), found)
 
@@ -250,7 +265,9 @@ def make_evaluator(cfg: StageConfig, stats: IntensityStats) -> Callable[[Serve],
         return BoxEvaluator(fields, cfg.render, cfg.divisor)
     if cfg.stage == 2:
         return MaskEvaluator(fields, cfg.render, cfg.divisor, cfg.train.seed)
-    return ImageEvaluator(fields, cfg.render, cfg.divisor, stats, cfg.norm, cfg.train.seed)
+    return ImageEvaluator(
+        fields, cfg.render, cfg.divisor, stats, cfg.norm, cfg.train.seed, cfg.generator.noise_channels
+    )
 
 
 def _finite(value: float | None) -> float | None:

@@ -108,7 +108,7 @@ def _panels(stage: int, names: tuple[str, str]):
     def panel_fn(model, batch):
         x, y = (t[:_PANEL_ROWS] for t in batch)
         if stage == 3:
-            fake = model.generator(x, training=False)
+            fake = model(x, training=False)  # with the generator's noise channels, if any
             titles = [f"input {names[0]}", "generated", f"real {names[1]}"]
             return [("stage3", [[x[i], fake[i], y[i]] for i in range(len(x))], titles)]
         fake_b = model.gen_ab(x, training=False)
@@ -186,6 +186,8 @@ def train(
             "name": stage.domains[0],
             "channels": stage.channels[0],
             "layout": LAYOUTS[stage.domains[0]],
+            # N(0, 1) channels the caller appends after `channels` (the network takes both).
+            "noise_channels": cfg.generator.noise_channels,
         },
         "output": {
             "name": stage.domains[1],

@@ -148,6 +148,25 @@ def test_stage3_check_of_the_real_images_is_near_perfect(val_fields):
     assert darker.numbers["contrast"] > 0.5 and darker.score > 5 * result.score
 
 
+def test_stage3_check_gives_a_noisy_generator_the_same_noise_at_every_check(val_fields):
+    stats = IntensityStats(low=50.0, high=1500.0, span=1400.0, max_value=4095.0)
+    evaluate = realism_eval.ImageEvaluator(
+        val_fields, RenderConfig(), (4, 4), stats, NormConfig(), noise_channels=1
+    )
+    seen = []
+
+    def serve(x):
+        seen.append(np.array(x))
+        return np.tanh(x[..., -1:])
+
+    evaluate(serve)
+    evaluate(serve)
+    assert len(seen) == 2 * len(val_fields) and all(x.shape[-1] == 5 for x in seen)
+    for first, second in zip(seen[: len(val_fields)], seen[len(val_fields) :]):
+        np.testing.assert_array_equal(first, second)
+    assert abs(float(seen[0][..., -1].std()) - 1.0) < 0.1
+
+
 # ----- tiny training runs -----
 
 

@@ -23,6 +23,10 @@ from nucgen_tf.trainers import export, loop, stages
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
 TINY_G = GeneratorConfig(base_filters=8, depth=2)
+TINY_PIX2PIX = GeneratorConfig(architecture="pix2pix", base_filters=8, depth=2)
+TINY_NOISY = GeneratorConfig(architecture="pix2pix", base_filters=8, depth=2, noise_channels=1, dropout=0.5)
+# Generator config fields that manifests written before them lack (the bundled ones, for one).
+NEW_GENERATOR_FIELDS = ("architecture", "dropout", "noise_channels")
 TINY_D = DiscriminatorConfig(base_filters=8, n_layers=2)
 
 
@@ -61,6 +65,22 @@ def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
     x = tf.zeros((1, 32, 48, manifest["input"]["channels"]))
     y = serve(x)
     assert y.shape == (1, 32, 48, manifest["output"]["channels"]) and np.all(np.abs(y.numpy()) <= 1)
+
+
+def test_stage3_trains_a_pix2pix_generator_with_noise_channels_and_exports_it(tmp_path, bbbc039_train):
+    cfg = dataclasses.replace(_tiny(3, str(bbbc039_train)), generator=TINY_NOISY)
+    target = stages.train(cfg, tmp_path / "run")
+    manifest = export.read_manifest(target)
+    assert manifest["input"] == {**manifest["input"], "channels": 4, "noise_channels": 1}
+    assert manifest["config"]["generator"]["architecture"] == "pix2pix"
+    assert list((tmp_path / "run" / "panels").glob("stage3_*.png"))
+    serve, _ = export.load_generator(target)
+    assert serve(tf.zeros((1, 32, 48, 5))).shape == (1, 32, 48, 1)  # condition + noise
+
+
+def test_only_stage3_takes_noise_channels():
+    with pytest.raises(ValueError, match="stage=2, noise_channels=1"):
+        dataclasses.replace(_tiny(3, "unused"), stage=2, generator=TINY_NOISY)
 
 
 def test_stage1_trains_in_3d(tmp_path, stardist_3d):
@@ -202,15 +222,19 @@ def test_resumed_run_draws_new_patches(tmp_path):
     assert stages._resumed_data_config(cfg, tmp_path).patch.seed == cfg.patch.seed + 7
 
 
+@pytest.mark.parametrize("gen", [TINY_G, TINY_PIX2PIX, TINY_NOISY], ids=["unet3x3", "pix2pix", "noisy"])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim):
-    generator = gan.build_pix2pix(ndim, 4, 1, TINY_G, TINY_D).generator
+def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim, gen):
+    generator = gan.build_pix2pix(ndim, 4, 1, gen, TINY_D).generator
     # Trained-like weights: random, not the initial ones, so a wrong mapping would show.
     rng = np.random.default_rng(1)
     generator.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in generator.weights])
+    recorded = dataclasses.asdict(gen)
+    if gen == TINY_G:  # as manifests written before the architecture option: a unet3x3
+        recorded = {k: v for k, v in recorded.items() if k not in NEW_GENERATOR_FIELDS}
     manifest = {
-        "stage": 3, "ndim": ndim, "input": {"channels": 4}, "output": {"channels": 1},
-        "config": {"generator": dataclasses.asdict(TINY_G)},
+        "stage": 3, "ndim": ndim, "input": {"channels": 4, "noise_channels": gen.noise_channels},
+        "output": {"channels": 1}, "config": {"generator": recorded},
     }
     saved = export.export_generator(generator, tmp_path / "saved", manifest)
     compact = export.compact_export(saved, tmp_path / "compact")
@@ -218,7 +242,8 @@ def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim)
     assert export.read_manifest(compact)["format"] == "weights-float16"
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert size(compact) * 4 < size(saved)
-    shape = (1, 32, 32, 4) if ndim == 2 else (1, 16, 32, 32, 4)
+    channels = 4 + gen.noise_channels
+    shape = (1, 32, 32, channels) if ndim == 2 else (1, 16, 32, 32, channels)
     x = rng.uniform(-1, 1, shape).astype("float32")
     serve, _ = export.load_generator(compact)
     expected = generator(x, training=False).numpy()
@@ -226,7 +251,7 @@ def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim)
     assert got.shape == expected.shape
     # float16 weights: close to the float32 network, far closer than another network would be.
     assert np.abs(got - expected).max() < 0.05
-    other = gan.build_pix2pix(ndim, 4, 1, TINY_G, TINY_D).generator(x, training=False).numpy()
+    other = gan.build_pix2pix(ndim, 4, 1, gen, TINY_D).generator(x, training=False).numpy()
     assert np.abs(other - expected).mean() > 10 * np.abs(got - expected).mean()
 
 

@@ -8,9 +8,10 @@ ignored) or a Cellpose-layout folder (`<name>_masks.tif`). Mask k (in name order
 colored exactly as synthesis colors its final labels (`pipeline.color_nuclei`, the stage-3
 manifest's margin, the stream "colors_stage3" of SeedSequence([--seed, k])), rendered as
 the stage-3 input, painted by the stage-3 generator (tiled on large canvases, padded to its
-size multiple), put on the training data's intensity scale and given the fitted camera
-noise (stream "sensor"). Writes images/, masks/ (the input labels, 1..N), previews/ and
-manifest.json; a rerun skips finished masks and refuses other settings. `paint_labels` is
+size multiple; a generator with noise channels draws them from the stream "texture"), put on
+the training data's intensity scale and given the fitted camera noise (stream "sensor").
+Writes images/, masks/ (the input labels, 1..N), previews/ and manifest.json; a rerun skips
+finished masks and refuses other settings. `paint_labels` is
 the one place where given labels are painted: the r+p2p and p+CycleGAN baselines use it.
 
 The command lives beside `nucgen_tf/synthesize.py` (not in `synthesis/`) because, like it,
@@ -96,6 +97,7 @@ def paint_labels(
     colors_rng: np.random.Generator,
     sensor_rng: np.random.Generator,
     settings: ChainSettings,
+    texture_rng: np.random.Generator | None = None,
 ) -> Painted:
     """Paint instance labels with stage 3, as synthesis paints its final labels.
 
@@ -106,6 +108,8 @@ def paint_labels(
         colors_rng: draws the palette coloring (synthesis: the sample's "colors_stage3").
         sensor_rng: draws the camera noise (synthesis: "sensor"); may be `colors_rng`.
         settings: tiling, batching and `sensor_noise`.
+        texture_rng: draws the noise channels of a generator that takes them (synthesis:
+            "texture"), after the coloring and before the camera noise; None = `sensor_rng`.
 
     Returns:
         The image, in the dtype and scale of the generator's training images.
@@ -124,7 +128,8 @@ def paint_labels(
     # Stored-range 0 is the network's -1, the background `run_tiled` pads with too.
     grow = [(0, max(n - s, 0)) for n, s in zip(smallest_canvas(painter), labels.shape)]
     padded = np.pad(stage3_input, grow + [(0, 0)]) if any(g for _, g in grow) else stage3_input
-    y = run_stage(painter.model, padded[None], settings)[0, ..., 0]
+    texture = [sensor_rng if texture_rng is None else texture_rng]
+    y = run_stage(painter.model, padded[None], settings, texture)[0, ..., 0]
     image = to_intensity(y[tuple(slice(0, s) for s in labels.shape)], painter)
     noise = settings.sensor_noise and painter.sensor is not None
     if noise:  # the generator paints the clean signal; the camera adds its noise
@@ -213,7 +218,8 @@ def paint(options: PaintOptions) -> dict:
         "models": {"stage3": painter.model.describe()},
         "n": len(masks),
         "seeding": "mask k (in name order) draws from numpy SeedSequence([seed, k]): its coloring from the "
-        "stream 'colors_stage3', its camera noise from 'sensor' (nucgen_tf.synthesis.sampling.sample_rngs)",
+        "stream 'colors_stage3', its camera noise from 'sensor', the generator's noise channels (if any) "
+        "from 'texture' (nucgen_tf.synthesis.sampling.sample_rngs)",
     }
     chain = ChainSettings(
         tile=options.tile,
@@ -235,7 +241,9 @@ def paint(options: PaintOptions) -> dict:
             continue
         rngs = sampling.sample_rngs(options.seed, index)
         start = time.perf_counter()
-        painted = paint_labels(painter, labels, rngs["colors_stage3"], rngs["sensor"], chain)
+        painted = paint_labels(
+            painter, labels, rngs["colors_stage3"], rngs["sensor"], chain, texture_rng=rngs["texture"]
+        )
         seconds = time.perf_counter() - start
         report = alignment.alignment_report(
             painted.image, labels, options.min_alignment, empty_threshold=empty_level

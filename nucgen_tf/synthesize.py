@@ -58,13 +58,22 @@ def smallest_canvas(generators: Generators) -> tuple[int, ...]:
     A canvas is padded up to a multiple of the divisor, and the U-Net's deepest level holds
     padded / divisor px, which its mirrored k x k convolutions can pad only if it has more
     than k // 2 px (found by trying: the bundled 16-divisor generators fail on 16 px with
-    TensorFlow's "paddings must be less than the dimension size" and run on 17).
+    TensorFlow's "paddings must be less than the dimension size" and run on 17). A manifest's
+    generator config says which architecture pads where (`generators.smallest_input`);
+    without one, the unet3x3 rule on the manifest's divisor applies.
     """
     need = [1] * generators.ndim
     for model in generators.stages.values():
-        kernel = int(model.manifest.get("config", {}).get("generator", {}).get("kernel_size", 3))
-        for axis, d in enumerate(model.divisor):
-            need[axis] = max(need[axis], (kernel // 2) * d + 1)
+        values = model.manifest.get("config", {}).get("generator")
+        if values:
+            from nucgen_tf.config import from_dict
+            from nucgen_tf.models.config import GeneratorConfig
+            from nucgen_tf.models.generators import smallest_input
+
+            sizes = smallest_input(from_dict(GeneratorConfig, values), generators.ndim)
+        else:
+            sizes = tuple(d + 1 for d in model.divisor)  # unet3x3 with 3x3 kernels
+        need = [max(n, s) for n, s in zip(need, sizes)]
     return tuple(need)
 
 

@@ -76,6 +76,15 @@ class StageModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.generator(x), np.float32)
 
+    @property
+    def noise_channels(self) -> int:
+        """N(0, 1) channels the network takes after its `input.channels` (0 for older exports).
+
+        Read from the generator config, from which a compact export's network is rebuilt.
+        """
+        values = self.manifest.get("config", {}).get("generator") or {}
+        return int(values.get("noise_channels", 0))
+
     def describe(self) -> dict:
         """The JSON record of this model in the synthesis manifest."""
         return {
@@ -130,7 +139,8 @@ class ImageStage:
     `pipeline.image_scale` take either; a job that paints given masks needs nothing else.
 
     Attributes:
-        model: the exported generator (4-channel colored mask -> 1 image channel).
+        model: the exported generator (4-channel colored mask -> 1 image channel; it may take
+            noise channels too, see `StageModel.noise_channels` and `pipeline.run_stage`).
         render: its `RenderConfig` (color margin, boundary width of the colored-mask input).
         stats: `IntensityStats` of its training images (the output intensity scale).
         norm: `NormConfig` (span floor of the denormalization).

@@ -6,6 +6,11 @@ box map is decoded to boxes, the boxes are graph-colored and drawn as stage 2's 
 stage 2's colored mask is decoded to labels, and the FINAL labels (after decoding,
 splitting and relabelling) are colored afresh and drawn as stage 3's input, so the image
 is generated from exactly the labels that are saved.
+
+A stage-3 generator with noise channels (`GeneratorConfig.noise_channels`) gets standard
+Gaussian noise appended to its input, drawn from the sample's own "texture" stream for the
+whole (padded) canvas at once, so that a sample stays a function of (seed, index) and tiles
+cut from the canvas see the same noise as one pass would.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from skimage.segmentation import relabel_sequential
 from nucgen_tf import geometry
 from nucgen_tf.data.normalize import denormalize
 from nucgen_tf.synthesis.models import Generators, StageModel
-from nucgen_tf.synthesis.tiling import run_tiled
+from nucgen_tf.synthesis.tiling import round_up, run_tiled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +99,46 @@ def from_network(y: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(y, np.float32) + 1.0) * 0.5, 0.0, 1.0)
 
 
-def run_stage(model: StageModel, stored: np.ndarray, settings: ChainSettings) -> np.ndarray:
+def with_texture_noise(
+    x: np.ndarray, divisor: Sequence[int], channels: int, rngs: Sequence[np.random.Generator]
+) -> np.ndarray:
+    """Network inputs padded for the network, with `channels` channels of N(0, 1) noise appended.
+
+    Args:
+        x: (B, *spatial, C) network-range inputs.
+        divisor: per-axis size multiple of the network; `x` is padded at its far end with
+            -1 (background) up to it, as `tiling.run_tiled` would, and the noise is drawn for
+            the padded canvas.
+        channels: noise channels.
+        rngs: one generator per sample (synthesis: its "texture" stream).
+
+    Returns:
+        (B, *padded, C + channels) float32.
+    """
+    if len(rngs) != len(x):
+        raise ValueError(f"Texture noise needs one generator per sample ({len(x)}). Received: {len(rngs)}")
+    spatial = x.shape[1:-1]
+    padded = tuple(round_up(s, d) for s, d in zip(spatial, divisor))
+    grow = [(0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)] + [(0, 0)]
+    x = np.pad(np.asarray(x, np.float32), grow, constant_values=-1.0)
+    noise = np.stack([rng.standard_normal((*padded, channels), dtype=np.float32) for rng in rngs])
+    return np.concatenate([x, noise], axis=-1)
+
+
+def run_stage(
+    model: StageModel,
+    stored: np.ndarray,
+    settings: ChainSettings,
+    texture: Sequence[np.random.Generator] | None = None,
+) -> np.ndarray:
     """Run one generator on a (B, *spatial[, C]) stack of stored-range maps.
+
+    Args:
+        model: the generator.
+        stored: the inputs in the stored range.
+        settings: tiling and batching.
+        texture: per sample, the generator of its texture noise (its "texture" stream);
+            needed when `model.noise_channels` > 0, unused otherwise.
 
     Returns:
         (B, *spatial, C_out) network-range outputs (channel axis kept).
@@ -103,7 +146,17 @@ def run_stage(model: StageModel, stored: np.ndarray, settings: ChainSettings) ->
     x = to_network(stored)
     if x.ndim == model.manifest["ndim"] + 1:
         x = x[..., None]
-    return run_tiled(model, x, model.divisor, settings.tile, settings.overlap, settings.batch_size)
+    if not model.noise_channels:
+        return run_tiled(model, x, model.divisor, settings.tile, settings.overlap, settings.batch_size)
+    if texture is None:
+        raise ValueError(
+            f"{model.path} takes {model.noise_channels} noise channel(s): pass `texture`, one numpy "
+            "generator per sample"
+        )
+    spatial = x.shape[1:-1]
+    x = with_texture_noise(x, model.divisor, model.noise_channels, texture)
+    y = run_tiled(model, x, model.divisor, settings.tile, settings.overlap, settings.batch_size)
+    return y[(slice(None), *(slice(0, s) for s in spatial))]
 
 
 def image_scale(generators: Generators) -> tuple[float, float]:
@@ -211,10 +264,15 @@ def _stamp(sample: Sample, key: str, seconds: float) -> None:
 
 
 def _timed_stage(
-    model: StageModel, samples: list[Sample], inputs: list[np.ndarray], settings: ChainSettings, key: str
+    model: StageModel,
+    samples: list[Sample],
+    inputs: list[np.ndarray],
+    settings: ChainSettings,
+    key: str,
+    texture: Sequence[np.random.Generator] | None = None,
 ) -> np.ndarray:
     start = time.perf_counter()
-    out = run_stage(model, np.stack(inputs), settings)
+    out = run_stage(model, np.stack(inputs), settings, texture)
     share = (time.perf_counter() - start) / len(samples)
     for sample in samples:
         _stamp(sample, key, share)
@@ -234,7 +292,8 @@ def run_chain(
         generators: the loaded chain.
         seeds: per sample, (N, ndim) seed coordinates.
         rngs: per sample, the generators of `sampling.sample_rngs` (colorings are drawn from
-            "colors_stage2" and "colors_stage3").
+            "colors_stage2" and "colors_stage3", the camera noise from "sensor" and the
+            stage-3 generator's noise channels, if it has any, from "texture").
         shape: canvas shape.
         settings: tiling, batching and decoding settings.
 
@@ -300,8 +359,9 @@ def run_chain(
         _stamp(sample, "stage3_input", time.perf_counter() - start)
 
     images = _timed_stage(
-        generators.stages[3], samples, [s.stage3_input for s in samples], settings, "stage3"
-    )
+        generators.stages[3], samples, [s.stage3_input for s in samples], settings, "stage3",
+        texture=[rng["texture"] for rng in rngs],
+    )  # fmt: skip
     noise = settings.sensor_noise and generators.sensor is not None
     for sample, image, rng in zip(samples, images, rngs):
         sample.image = to_intensity(image[..., 0], generators)

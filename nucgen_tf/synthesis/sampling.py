@@ -1,10 +1,11 @@
 """Per-sample randomness and seed points: drawn arrangements or a user's CSV.
 
 Sample i of a job with base seed s draws everything from
-`np.random.SeedSequence([s, i])`, split into independent streams for the seed arrangement
-and the two colorings. A sample therefore depends only on (s, i) and the settings, never
-on which shard, chunk or rerun computes it, and changing the arrangement flags does not
-change how an unchanged sample is colored.
+`np.random.SeedSequence([s, i])`, split into independent streams for the seed arrangement,
+the two colorings, the camera noise and the stage-3 generator's texture noise. A sample
+therefore depends only on (s, i) and the settings, never on which shard, chunk or rerun
+computes it, and changing the arrangement flags does not change how an unchanged sample is
+colored.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
 
 def sample_rngs(base_seed: int, index: int) -> dict[str, np.random.Generator]:
-    """Independent generators of sample `index`: "seeds", "colors_stage2", "colors_stage3", "sensor".
+    """Independent generators of sample `index`: "seeds", "colors_stage2", "colors_stage3",
+    "sensor" and "texture" (the noise channels of a stage-3 generator that takes them).
 
     Child k of a SeedSequence does not depend on how many are spawned, so the first three
-    streams are those of the time before the sensor stream existed.
+    streams are those of the time before the sensor stream existed, and the first four those
+    of the time before the texture stream: new streams go at the end.
     """
     if base_seed < 0 or index < 0:
         raise ValueError(f"Seeds must be >= 0. Received: base_seed={base_seed}, index={index}")
-    children = np.random.SeedSequence([int(base_seed), int(index)]).spawn(4)
-    names = ("seeds", "colors_stage2", "colors_stage3", "sensor")
+    children = np.random.SeedSequence([int(base_seed), int(index)]).spawn(5)
+    names = ("seeds", "colors_stage2", "colors_stage3", "sensor", "texture")
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from nucgen_tf.config import PatchConfig, SeedConfig, to_dict
 from nucgen_tf.data.normalize import IntensityStats
+from nucgen_tf.models.config import GeneratorConfig
 
 DEFAULT_STATS = IntensityStats(
     low=100.0, high=1800.0, span=1700.0, max_value=4095.0, dtype="uint16", num_images=1
@@ -30,6 +31,8 @@ def export_untrained_models(
     seed: int = 0,
     stats: IntensityStats = DEFAULT_STATS,
     seeds: SeedConfig | None = None,
+    stage3: GeneratorConfig | None = None,
+    noise_scale: float = 0.0,
 ) -> pathlib.Path:
     """Export three untrained generators to `directory/stage{1,2,3}` with trainer-style manifests.
 
@@ -41,6 +44,10 @@ def export_untrained_models(
         seed: Keras seed of the initial weights.
         stats: intensity statistics recorded for stage 3.
         seeds: stage-1 seed config (default `SeedConfig()`).
+        stage3: the stage-3 generator's config (e.g. pix2pix with noise channels); default
+            that of stages 1-2.
+        noise_scale: every noise-injection scale of the stage-3 generator (untrained they
+            are 0 and the noise would not show).
 
     Returns:
         `directory`.
@@ -49,17 +56,19 @@ def export_untrained_models(
     import tensorflow as tf
 
     from nucgen_tf.models import gan
-    from nucgen_tf.models.config import DiscriminatorConfig, GeneratorConfig
+    from nucgen_tf.models.config import DiscriminatorConfig
+    from nucgen_tf.models.layers import NoiseInjection
     from nucgen_tf.trainers import export, stages
     from nucgen_tf.trainers.config import StageConfig, downsampling_factor
 
     directory = pathlib.Path(directory)
     patch_shape = tuple(int(s) for s in patch_shape)
     ndim = len(patch_shape)
-    generator = GeneratorConfig(base_filters=base_filters, depth=depth, max_filters=max(base_filters, 64))
+    shared = GeneratorConfig(base_filters=base_filters, depth=depth, max_filters=max(base_filters, 64))
     disc = DiscriminatorConfig(base_filters=4, n_layers=1)
     keras.utils.set_random_seed(seed)
     for stage, spec in stages.STAGES.items():
+        generator = stage3 if stage == 3 and stage3 is not None else shared
         cfg = StageConfig(
             stage=stage,
             data="untrained",
@@ -70,12 +79,20 @@ def export_untrained_models(
         c_in, c_out = spec.channels
         if stage == 3:
             net = gan.build_pix2pix(ndim, c_in, c_out, generator, disc).generator
+            for layer in net.layers:
+                if isinstance(layer, NoiseInjection):
+                    layer.scale.assign(np.full(layer.scale.shape, noise_scale, np.float32))
         else:
             net = gan.build_cyclegan(ndim, c_in, c_out, generator, disc, paired=stage == 2).gen_ab
         manifest = {
             "stage": stage,
             "ndim": ndim,
-            "input": {"name": spec.domains[0], "channels": c_in, "layout": stages.LAYOUTS[spec.domains[0]]},
+            "input": {
+                "name": spec.domains[0],
+                "channels": c_in,
+                "layout": stages.LAYOUTS[spec.domains[0]],
+                "noise_channels": generator.noise_channels,
+            },
             "output": {"name": spec.domains[1], "channels": c_out, "layout": stages.LAYOUTS[spec.domains[1]]},
             "divisor": [downsampling_factor(generator, ndim, axis) for axis in range(ndim)],
             "patch_shape": list(patch_shape),

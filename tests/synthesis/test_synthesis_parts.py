@@ -51,15 +51,16 @@ def test_alignment_of_constant_images_and_empty_masks_is_defined():
 def test_sample_streams_depend_only_on_base_seed_and_index():
     a = sampling.sample_rngs(3, 17)
     b = sampling.sample_rngs(3, 17)
-    assert set(a) == {"seeds", "colors_stage2", "colors_stage3", "sensor"}
+    assert set(a) == {"seeds", "colors_stage2", "colors_stage3", "sensor", "texture"}
     for key in a:
         assert np.array_equal(a[key].random(5), b[key].random(5))
     draws = {key: rng.random() for key, rng in sampling.sample_rngs(3, 17).items()}
-    assert len(set(draws.values())) == 4  # independent streams
-    before_sensor = np.random.SeedSequence([3, 17]).spawn(3)  # streams of samples made before it
-    for key, seq in zip(("seeds", "colors_stage2", "colors_stage3"), before_sensor):
-        expected = np.random.default_rng(seq).random(5)
-        assert np.array_equal(sampling.sample_rngs(3, 17)[key].random(5), expected)
+    assert len(set(draws.values())) == 5  # independent streams
+    # Streams of samples made before the sensor (3) and the texture (4) stream existed.
+    for n, keys in ((3, ("seeds", "colors_stage2", "colors_stage3")), (4, ("sensor",))):
+        for key, seq in zip(keys, np.random.SeedSequence([3, 17]).spawn(n)[-len(keys) :]):
+            expected = np.random.default_rng(seq).random(5)
+            assert np.array_equal(sampling.sample_rngs(3, 17)[key].random(5), expected)
     assert sampling.sample_rngs(3, 18)["seeds"].random() != draws["seeds"]
     assert sampling.sample_rngs(4, 17)["seeds"].random() != draws["seeds"]
 

@@ -304,8 +304,8 @@ def test_require_seed_drops_the_pieces_stage_1_painted_away_from_seeds(loaded, m
     ovals = geometry.Boxes(np.array([[15.0, 15.0], [45.0, 40.0], [20.0, 48.0]]), np.full((3, 2), 12.0))
     invented = 2.0 * geometry.render_box_map(ovals, PATCH[2])[None, ..., None] - 1.0
 
-    def stage(model, stored, settings):
-        return invented if model is chain.stages[1] else run_stage(model, stored, settings)
+    def stage(model, stored, settings, texture=None):
+        return invented if model is chain.stages[1] else run_stage(model, stored, settings, texture)
 
     monkeypatch.setattr(pipeline, "run_stage", stage)
     rngs = [sampling.sample_rngs(0, 0)]

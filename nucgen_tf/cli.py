@@ -191,12 +191,23 @@ def define_stage_flags(stage: int | None = None) -> None:
     )
     flags.DEFINE_bool("jit_compile", t.jit_compile, "XLA-compile the train step.")
     flags.DEFINE_integer("seed", t.seed, "Random seed.")
+    flags.DEFINE_enum(
+        "generator", g.architecture, ["unet3x3", "pix2pix"],
+        "Generator: unet3x3 (the project's U-Net, 3x3 double convolutions) or pix2pix (Isola et al.'s "
+        "U-Net: one 4x4 stride-2 convolution per level, 3-7x fewer FLOPs; use more --depth).",
+    )  # fmt: skip
     flags.DEFINE_integer("filters", g.base_filters, "Generator base filters.")
     flags.DEFINE_integer("depth", g.depth, "Generator down-sampling levels.")
     flags.DEFINE_enum("upsampling", g.upsampling, ["transpose", "nearest"], "Generator up-sampling.")
     flags.DEFINE_bool(
         "full_resolution_norm", g.full_resolution_norm, "Instance norm in the full-resolution decoder level."
     )
+    flags.DEFINE_float("dropout", g.dropout, "Generator dropout, 3 innermost decoder levels (pix2pix: 0.5).")
+    flags.DEFINE_integer(
+        "noise_channels", g.noise_channels,
+        "Stage 3: N(0, 1) noise channels the generator adds at every level with learned scales "
+        "(varied texture per mask; 0 = off).",
+    )  # fmt: skip
     flags.DEFINE_list(
         "strides", [],
         "Generator strides, one per level: 2, or per axis as 1x2x2 (Z not reduced), e.g. "
@@ -300,6 +311,10 @@ def stage_config_from_flags():
         ),
         generator=dataclasses.replace(
             GeneratorConfig(),
+            architecture=f.generator,
+            kernel_size=None,  # the architecture's
+            dropout=f.dropout,
+            noise_channels=f.noise_channels,
             base_filters=f.filters,
             depth=f.depth,
             upsampling=f.upsampling,

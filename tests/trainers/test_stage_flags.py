@@ -34,6 +34,7 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
         "    try:\n"
         "        cfg = cli.stage_config_from_flags()\n"
         "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides,\n"
+        "                          'generator': dataclasses.asdict(cfg.generator),\n"
         "                          'eval': dataclasses.asdict(cfg.evaluation),\n"
         "                          'd_scales': cfg.discriminator.scales,\n"
         "                          'loss': dataclasses.asdict(cfg.loss)}))\n"
@@ -86,3 +87,12 @@ def test_discriminator_option_flags():
     }  # fmt: skip
     assert "stage-3 (pix2pix) option" in stage1_fm["error"]
     assert "diff_augment" in bad["error"]
+
+
+def test_generator_architecture_flags():
+    flags = ("--stage=3", "--generator=pix2pix", "--depth=5", "--patch=64,64", "--dropout=0.5")
+    default, pix2pix = _parse((), (*flags, "--noise_channels=1"))
+    assert default["generator"]["architecture"] == "unet3x3" and default["generator"]["kernel_size"] == 3
+    assert default["generator"]["noise_channels"] == 0 and default["generator"]["dropout"] == 0.0
+    names = ("architecture", "kernel_size", "dropout", "noise_channels")
+    assert [pix2pix["generator"][k] for k in names] == ["pix2pix", 4, 0.5, 1]

@@ -197,6 +197,9 @@ def define_stage_flags(stage: int | None = None) -> None:
         "U-Net: one 4x4 stride-2 convolution per level, 3-7x fewer FLOPs; use more --depth).",
     )  # fmt: skip
     flags.DEFINE_integer("filters", g.base_filters, "Generator base filters.")
+    flags.DEFINE_integer(
+        "max_filters", g.max_filters, "Cap on the generator's filters per level (bounds deep pix2pix nets)."
+    )
     flags.DEFINE_integer("depth", g.depth, "Generator down-sampling levels.")
     flags.DEFINE_enum("upsampling", g.upsampling, ["transpose", "nearest"], "Generator up-sampling.")
     flags.DEFINE_bool(
@@ -316,6 +319,7 @@ def stage_config_from_flags():
             dropout=f.dropout,
             noise_channels=f.noise_channels,
             base_filters=f.filters,
+            max_filters=f.max_filters,
             depth=f.depth,
             upsampling=f.upsampling,
             full_resolution_norm=f.full_resolution_norm,

@@ -19,6 +19,7 @@ from nucgen_tf.config import to_dict
 from nucgen_tf.data import normalize, pipelines
 from nucgen_tf.models import gan
 from nucgen_tf.models.schedules import LinearDecay
+from nucgen_tf.sensor import SensorModel, fit_sensor
 from nucgen_tf.trainers import export, loop, realism_eval, runtime
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
@@ -132,6 +133,22 @@ def intensity_stats(cfg: StageConfig, workdir: pathlib.Path) -> normalize.Intens
     )
 
 
+def fitted_sensor(cfg: StageConfig, stats: normalize.IntensityStats) -> SensorModel | None:
+    """The camera (Poisson-Gaussian noise) of the training images, for the stage-3 manifest.
+
+    Without it an own stage 3 would give clean images while the bundled one adds noise. Data
+    without shot noise (e.g. simulated images) has no camera to fit: None, with a warning.
+    """
+    pairs = io.list_pairs(cfg.data)
+    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    images = (io.read_image(p.image_path, cfg.ndim) for p in pairs)
+    try:
+        return fit_sensor(images, stats.max_value)
+    except ValueError as err:
+        logging.warning("%s: no camera noise fitted (%s); synthesis will add none", cfg.data, err)
+        return None
+
+
 def _resumed_data_config(cfg: StageConfig, workdir: pathlib.Path) -> StageConfig:
     """After a resume, draw new patches: the data seed moves on by the restored step.
 
@@ -201,6 +218,9 @@ def train(
         "config": to_dict(cfg),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
+    sensor = fitted_sensor(cfg, stats) if cfg.stage == 3 else None
+    if sensor is not None:  # synthesis adds this camera noise to what the generator paints
+        manifest["sensor"] = sensor.to_dict()
     if evaluation is not None:
         # Loads the best checkpoint's weights into `generator` unless "latest" is asked for.
         manifest["selected"] = evaluation.select(cfg.evaluation.export_checkpoint, step)

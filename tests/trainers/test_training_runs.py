@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from nucgen_tf.config import PatchConfig
 from nucgen_tf.models import gan
 from nucgen_tf.models.config import DiscriminatorConfig, GeneratorConfig
+from nucgen_tf.sensor import SensorModel
 from nucgen_tf.trainers import export, loop, stages
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
@@ -56,6 +57,10 @@ def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
     assert manifest["stage"] == stage and manifest["ndim"] == 2 and manifest["step"] == 2
     assert manifest["input"]["channels"] == stages.STAGES[stage].channels[0]
     assert manifest["intensity_stats"]["max_value"] > 0
+    # Stage 3 carries the training images' camera (BBBC039 train: noise 3.8-5.2 at level 150).
+    assert ("sensor" in manifest) == (stage == 3)
+    if stage == 3:
+        assert 3.0 < SensorModel.from_dict(manifest["sensor"]).noise_std(150.0) < 6.0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["stage"] == stage
     tags, acc = _scalars_and_images(tmp_path / "run" / "tensorboard")
     assert {"g_loss", "d_loss", "lr/g", "lr/d", "steps_per_second"} <= tags

@@ -40,6 +40,7 @@ from nucgen_tf.data import pipelines, sources
 from nucgen_tf.data.normalize import IntensityStats
 from nucgen_tf.postprocess import decode
 from nucgen_tf.realism.distances import distance, scale
+from nucgen_tf.sensor import SensorModel
 from nucgen_tf.synthesis import pipeline
 from nucgen_tf.synthesis.tiling import run_tiled
 from nucgen_tf.trainers.config import StageConfig
@@ -230,9 +231,10 @@ class ImageEvaluator:
         norm: NormConfig,
         seed: int = 0,
         noise_channels: int = 0,
+        sensor: SensorModel | None = None,
     ):
         self.divisor = tuple(divisor)
-        self.noise_channels, self.seed = noise_channels, seed
+        self.noise_channels, self.seed, self.sensor = noise_channels, seed, sensor
         # Synthesis' `to_intensity` reads only these two fields of the loaded chain.
         self.scale = _IntensityScale(stats, norm)
         self.inputs = []
@@ -247,7 +249,10 @@ class ImageEvaluator:
             # The same noise at every check (stream 4 of the field, as synthesis's "texture").
             texture = np.random.default_rng([self.seed, index, 4])
             y = run_generator(serve, mask, self.divisor, self.noise_channels, texture)
-            synthetic.append((pipeline.to_intensity(y[..., 0], self.scale), labels))
+            image = pipeline.to_intensity(y[..., 0], self.scale)
+            if self.sensor is not None:  # judged as synthesis delivers it: with the camera noise
+                image = self.sensor.apply(image, np.random.default_rng([self.seed, index, 3]))
+            synthetic.append((image, labels))
         found = _distances(self.real, realism.measure(synthetic), IMAGE_DISTANCES)
         return Result(mean_distance(found), found)
 
@@ -258,15 +263,21 @@ class _IntensityScale:
     norm: NormConfig
 
 
-def make_evaluator(cfg: StageConfig, stats: IntensityStats) -> Callable[[Serve], Result]:
-    """The check of `cfg.stage` on `cfg.evaluation.data` (fields read and rendered once, here)."""
+def make_evaluator(
+    cfg: StageConfig, stats: IntensityStats, sensor: SensorModel | None = None
+) -> Callable[[Serve], Result]:
+    """The check of `cfg.stage` on `cfg.evaluation.data` (fields read and rendered once, here).
+
+    Stage 3 adds `sensor`'s camera noise to the painted images before measuring, as synthesis
+    does: the generator should paint the clean signal, and is not scored on the noise it lacks.
+    """
     fields = load_fields(cfg.evaluation.data, cfg.ndim, cfg.evaluation.crop)
     if cfg.stage == 1:
         return BoxEvaluator(fields, cfg.render, cfg.divisor)
     if cfg.stage == 2:
         return MaskEvaluator(fields, cfg.render, cfg.divisor, cfg.train.seed)
     return ImageEvaluator(
-        fields, cfg.render, cfg.divisor, stats, cfg.norm, cfg.train.seed, cfg.generator.noise_channels
+        fields, cfg.render, cfg.divisor, stats, cfg.norm, cfg.train.seed, cfg.generator.noise_channels, sensor
     )
 
 

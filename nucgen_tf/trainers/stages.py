@@ -178,6 +178,7 @@ def train(
     strategy = runtime.make_strategy(cfg.train.strategy)
     stage = STAGES[cfg.stage]
     stats = intensity_stats(cfg, workdir)
+    sensor = fitted_sensor(cfg, stats) if cfg.stage == 3 else None
     dataset = stage.make_dataset(_resumed_data_config(cfg, workdir), stats)
     batches = iter(dataset)
     first = next(batches)
@@ -190,7 +191,7 @@ def train(
     generator = getattr(model, stage.exported)
     evaluation = None
     if cfg.evaluation.every:
-        evaluate = realism_eval.make_evaluator(cfg, stats)
+        evaluate = realism_eval.make_evaluator(cfg, stats, sensor)
         evaluation = realism_eval.Evaluation(cfg.evaluation.every, evaluate, generator, workdir)
     panel_fn = _panels(cfg.stage, stage.domains)
     step = loop.train_loop(
@@ -218,7 +219,6 @@ def train(
         "config": to_dict(cfg),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    sensor = fitted_sensor(cfg, stats) if cfg.stage == 3 else None
     if sensor is not None:  # synthesis adds this camera noise to what the generator paints
         manifest["sensor"] = sensor.to_dict()
     if evaluation is not None:

@@ -148,6 +148,26 @@ def test_stage3_check_of_the_real_images_is_near_perfect(val_fields):
     assert darker.numbers["contrast"] > 0.5 and darker.score > 5 * result.score
 
 
+def test_stage3_check_adds_the_camera_noise_before_judging(val_fields):
+    """A generator that paints the clean signal is judged with the noise synthesis adds."""
+    from scipy import ndimage
+
+    from nucgen_tf.sensor import fit_sensor
+
+    stats = IntensityStats(low=50.0, high=1500.0, span=1400.0, max_value=4095.0)
+    lo, hi = 50.0, 1500.0
+    clean = [normalize(ndimage.gaussian_filter(np.clip(i.astype(float), lo, hi), 2), lo, hi)[..., None]
+             for i, _ in val_fields]  # fmt: skip
+    sensor = fit_sensor(image for image, _ in val_fields)
+    args = (val_fields, RenderConfig(), (4, 4), stats, NormConfig())
+    bare = realism_eval.ImageEvaluator(*args)(_replay(clean))
+    noisy = realism_eval.ImageEvaluator(*args, sensor=sensor)
+    with_camera = noisy(_replay(clean))
+    assert bare.numbers["background_noise"] > 3.0  # no noise at all: far from real
+    assert with_camera.numbers["background_noise"] < 0.5 * bare.numbers["background_noise"]
+    assert noisy(_replay(clean)).numbers == with_camera.numbers  # the same draw at every check
+
+
 def test_stage3_check_gives_a_noisy_generator_the_same_noise_at_every_check(val_fields):
     stats = IntensityStats(low=50.0, high=1500.0, span=1400.0, max_value=4095.0)
     evaluate = realism_eval.ImageEvaluator(

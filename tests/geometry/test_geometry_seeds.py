@@ -12,6 +12,8 @@ from nucgen_tf.geometry import (
     arrange_seeds,
     clustered_seeds,
     hard_core_seeds,
+    interaction_seeds,
+    poisson_nn_distance,
     random_seeds,
     render_seed_map,
 )
@@ -77,6 +79,40 @@ def test_hard_core_gives_up_when_infeasible():
 
 def test_hard_core_zero_budget_gives_no_seeds():
     assert len(hard_core_seeds((32, 32), 50.0, 3.0, np.random.default_rng(0), max_tries=0)) == 0
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_interaction_seeds_place_the_count_with_a_physical_hard_core(ndim):
+    shape, spacing = SHAPES[ndim], (1.0, 1.0) if ndim == 2 else (3.0, 1.0, 1.0)
+    seeds = interaction_seeds(shape, 25, 5.0, 0.5, np.random.default_rng(0), spacing=spacing)
+    assert seeds.shape == (25, ndim) and _inside(seeds, shape)
+    assert spatial.distance.pdist(seeds * np.asarray(spacing)).min() >= 5.0
+    again = interaction_seeds(shape, 25, 5.0, 0.5, np.random.default_rng(0), spacing=spacing)
+    np.testing.assert_array_equal(seeds, again)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_interaction_knob_goes_from_clumped_to_regular(ndim):
+    shape = (128, 128) if ndim == 2 else (24, 48, 48)
+    mean_nn = {
+        k: np.mean([_mean_nn_distance(interaction_seeds(shape, 60, 2.0, k, _rng(s))) for s in range(4)])
+        for k in (-1.0, 0.0, 1.0)
+    }
+    assert mean_nn[-1.0] < 0.8 * mean_nn[0.0] and mean_nn[1.0] > 1.2 * mean_nn[0.0]
+
+
+def test_interaction_seeds_give_up_when_infeasible():
+    seeds = interaction_seeds((32, 32), 500, 8.0, 0.0, np.random.default_rng(0), max_tries=3000)
+    assert 1 <= len(seeds) < 30 and spatial.distance.pdist(seeds).min() >= 8.0
+
+
+def test_poisson_nn_distance_is_the_clark_evans_expectation():
+    assert poisson_nn_distance(4.0, 2) == pytest.approx(0.5 / np.sqrt(4e-4))
+    assert poisson_nn_distance(4.0, 3) == pytest.approx(0.55396 * 4e-4 ** (-1 / 3), rel=1e-4)
+    seeds = random_seeds((48, 64, 64), 20.0, np.random.default_rng(0))
+    inner = np.all((seeds > 12) & (seeds < np.array([35, 51, 51])), axis=1)  # away from the edges
+    distance, _ = spatial.cKDTree(seeds).query(seeds[inner], k=2)
+    assert distance[:, 1].mean() == pytest.approx(poisson_nn_distance(20.0, 3), rel=0.1)
 
 
 @pytest.mark.parametrize("ndim", [2, 3])

@@ -2,6 +2,7 @@
 
 - `models`: load stage1/2/3 exported generators, check they chain, hash them.
 - `sampling`: per-sample random streams, seed arrangements, seed CSVs.
+- `arrangement_fit`: the "fitted" arrangement: layout statistics of real masks, seeds drawn from them.
 - `tiling`: pad to the network's size multiple; overlapping tiles with linear cross-fade.
 - `pipeline`: the three-stage chain for a batch of samples (decode, recolor, denormalize).
 - `alignment`: per-sample check that the image shows the mask's nuclei.

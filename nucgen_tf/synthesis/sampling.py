@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import pathlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,7 +21,10 @@ from nucgen_tf import geometry
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.io import DataError
 
-ARRANGEMENTS = (*geometry.SEED_KINDS, "mixed")
+if TYPE_CHECKING:
+    from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
+
+ARRANGEMENTS = (*geometry.SEED_KINDS, "mixed", "fitted")
 AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
 
@@ -45,8 +49,10 @@ def draw_seeds(
     rng: np.random.Generator,
     config: SeedConfig,
     spacing: Sequence[float] | None = None,
+    fit: FittedArrangement | None = None,
 ) -> tuple[str, np.ndarray]:
-    """Seeds of one arrangement; "mixed" picks one of `config.kinds` uniformly with `rng`.
+    """Seeds of one arrangement; "mixed" picks one of `config.kinds` uniformly with `rng`,
+    "fitted" draws from `fit` (statistics of real masks, see `arrangement_fit`).
 
     Returns:
         (the arrangement used, (N, ndim) float64 seed coordinates in pixel units).
@@ -55,6 +61,10 @@ def draw_seeds(
         raise ValueError(
             f"`arrangement` must be one of {ARRANGEMENTS}. Received: arrangement={arrangement!r}"
         )
+    if arrangement == "fitted":
+        if fit is None:
+            raise ValueError("The 'fitted' arrangement needs `fit` (see arrangement_fit.load_or_fit).")
+        return "fitted", fit.draw(shape, rng, spacing=spacing)
     kind = arrangement
     if kind == "mixed":
         kind = str(config.kinds[int(rng.integers(len(config.kinds)))])

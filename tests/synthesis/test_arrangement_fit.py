@@ -1,0 +1,118 @@
+"""The "fitted" seed arrangement: fit to real masks, draw, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import spatial
+
+from nucgen_tf import geometry, io
+from nucgen_tf.config import SeedConfig
+from nucgen_tf.realism.shapes import nearest_neighbour_distances
+from nucgen_tf.synthesis import arrangement_fit, sampling
+from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
+
+CANVAS = (256, 256)
+
+
+@pytest.fixture(scope="module")
+def real_fit(bbbc039_train) -> FittedArrangement:
+    return arrangement_fit.fit_arrangement(bbbc039_train)
+
+
+def test_fit_of_the_real_train_masks_lies_in_their_ranges(real_fit, bbbc039_train):
+    masks = [io.read_labels(p) for p in sorted((bbbc039_train / "masks").glob("*.tif"))]
+    counts = np.asarray([len(np.unique(m)) - 1 for m in masks])
+    densities = counts / np.asarray([m.size for m in masks]) * 1e4
+    raw_nn = np.concatenate([nearest_neighbour_distances(m) for m in masks])
+    assert (real_fit.ndim, real_fit.fields, real_fit.nuclei) == (2, len(masks), counts.sum())
+    assert real_fit.density_quantiles[0] == pytest.approx(min(densities), abs=1e-4)
+    assert real_fit.density_quantiles[-1] == pytest.approx(max(densities), abs=1e-4)
+    assert 2.5 < real_fit.density_quantiles[10] < 5.0  # median nuclei per 10,000 px
+    # Edge correction drops only a few nuclei: the median stays near the plain one (34 px).
+    assert real_fit.nn_median == pytest.approx(np.median(raw_nn), rel=0.05)
+    assert np.quantile(raw_nn, 0.001) < real_fit.hard_core < np.quantile(raw_nn, 0.05)
+    # Real nuclei spread more evenly than Poisson points (R > 1), so the knob inhibits.
+    assert 1.1 < real_fit.clark_evans < 1.5 and real_fit.interaction > 0
+
+
+def test_fitted_seeds_reproduce_the_fitted_statistics(real_fit):
+    rng = np.random.default_rng(0)
+    drawn = [
+        (sampling.draw_seeds("fitted", CANVAS, rng, SeedConfig(), fit=real_fit)[1], CANVAS) for _ in range(50)
+    ]
+    stats = arrangement_fit.arrangement_statistics(drawn)
+    assert stats.nn_quantile(0.5) == pytest.approx(real_fit.nn_median, rel=0.15)
+    for p in (0.25, 0.5, 0.75):  # quartiles: a decile of 50 fields is mostly sampling noise
+        assert stats.density_quantile(p) == pytest.approx(
+            np.interp(p, real_fit.levels, real_fit.density_quantiles), rel=0.2
+        )
+    assert abs(stats.clark_evans - real_fit.clark_evans) < 0.1
+    assert (
+        min(spatial.distance.pdist(points).min() for points, _ in drawn if len(points) > 1)
+        >= real_fit.hard_core
+    )
+
+
+def test_fitted_seeds_are_deterministic_for_a_seed(real_fit):
+    def draw(seed):
+        return sampling.draw_seeds(
+            "fitted", CANVAS, sampling.sample_rngs(seed, 3)["seeds"], SeedConfig(), fit=real_fit
+        )
+
+    kind, first = draw(0)
+    assert kind == "fitted" and len(first) > 0
+    np.testing.assert_array_equal(first, draw(0)[1])
+    assert not np.array_equal(first, draw(1)[1])
+
+
+def test_fit_is_deterministic_and_survives_json(real_fit, bbbc039_train, tmp_path):
+    arrangement_fit.save_fit(tmp_path / "fit.json", real_fit)
+    assert arrangement_fit.load_fit(tmp_path / "fit.json") == real_fit
+    assert FittedArrangement.from_dict(json.loads(json.dumps(real_fit.to_dict()))) == real_fit
+    assert arrangement_fit.load_or_fit(data=bbbc039_train) == real_fit
+
+
+def test_3d_masks_fit_and_draw_with_physical_spacing(tmp_path):
+    spacing = (2.0, 1.0, 1.0)
+    shape = (24, 64, 64)
+    grid = np.indices(shape).transpose(1, 2, 3, 0) * np.asarray(spacing)
+    for k in range(4):
+        centres = geometry.hard_core_seeds(shape, 2.0, 12.0, np.random.default_rng(k), spacing=spacing)
+        labels = np.zeros(shape, np.uint16)
+        for i, centre in enumerate(centres * np.asarray(spacing), start=1):
+            labels[np.sum((grid - centre) ** 2, axis=-1) <= 2.5**2] = i
+        io.write_labels(tmp_path / f"field{k}.tif", labels)
+    fit = arrangement_fit.fit_arrangement(tmp_path, spacing=spacing)
+    assert fit.ndim == 3 and fit.spacing == spacing and fit.fields == 4
+    # The centres' physical hard core of 12, less what the pixel grid and the edge shift centroids.
+    assert 10.0 <= fit.hard_core <= 14.0 and fit.density_quantiles[10] == pytest.approx(2.0, rel=0.2)
+    seeds = fit.draw(shape, np.random.default_rng(0), spacing=spacing)
+    assert seeds.shape[1] == 3 and len(seeds) > 5
+    assert spatial.distance.pdist(seeds * np.asarray(spacing)).min() >= fit.hard_core
+    assert spatial.distance.pdist(seeds).min() < fit.hard_core  # only physical distance counts
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not a JSON arrangement fit"),
+        ('{"ndim": 2}', "not a valid arrangement fit: Keys must be"),
+        ("[1, 2]", "not a valid arrangement fit: A fit must be a JSON object"),
+    ],
+)
+def test_a_bad_fit_file_is_one_message_naming_it(tmp_path, content, problem):
+    path = tmp_path / "fit.json"
+    path.write_text(content)
+    with pytest.raises(io.DataError, match=f"^{path}: {problem}"):
+        arrangement_fit.load_fit(path)
+
+
+def test_a_fit_with_bad_values_is_named(real_fit, tmp_path):
+    values = {**real_fit.to_dict(), "interaction": 3.0}
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(io.DataError, match=f"^{path}: not a valid arrangement fit: .*interaction=3.0"):
+        arrangement_fit.load_fit(path)

@@ -3,6 +3,7 @@
     nucgen synthesize --models runs/exported --n 1000 --out synthetic/
     nucgen synthesize --models M --n 1000 --out S --num_shards 4 --shard_index 2   # one of 4 workers
     nucgen synthesize --models M --seeds_csv my_seeds.csv --shape 520,696 --out S
+    nucgen synthesize --n 100 --out S --arrangement fitted --arrangement_data data/bbbc039/train
 
 `--models` holds stage1/, stage2/ and stage3/ (folders written by `nucgen train`); without it
 the generators bundled in `nucgen_tf/pretrained/bbbc039_2d` are used. Sample i
@@ -28,8 +29,8 @@ from absl import app, flags, logging
 from nucgen_tf.io import DataError
 from nucgen_tf.postprocess.decode import DECODING
 from nucgen_tf.progress import Progress
-from nucgen_tf.synthesis import alignment, checks, sampling, writers
-from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators
+from nucgen_tf.synthesis import alignment, arrangement_fit, checks, sampling, writers
+from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators, seed_geometry
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
 from nucgen_tf.synthesis.tiling import round_up
@@ -115,13 +116,40 @@ def _file_hash(path: str) -> str:
     return "sha256:" + hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
-def _generation_settings(options, generators, shape, seed_config, spacing) -> dict:
+def _fitted_arrangement(
+    options: SynthesisOptions, generators: Generators | None
+) -> arrangement_fit.FittedArrangement | None:
+    """The "fitted" arrangement's fit, from --arrangement_fit or fitted to --arrangement_data.
+
+    Runs before the models are loaded (their ndim and spacing come from the stage-1 manifest),
+    so a bad file or folder is reported at once.
+    """
+    if options.arrangement != "fitted" or options.seeds_csv:
+        return None
+    # The file or folder first: its message should not wait for (or hide behind) the models'.
+    arrangement_fit.check_source(options.arrangement_data, options.arrangement_fit)
+    fit = arrangement_fit.load_fit(options.arrangement_fit) if options.arrangement_fit else None
+    if generators is not None:
+        ndim, spacing = generators.ndim, generators.spacing
+    else:
+        ndim, spacing = seed_geometry(options.models)
+    if fit is None:  # masks are fitted at the models' pixel size (physical distances)
+        fit = arrangement_fit.load_or_fit(options.arrangement_data, spacing=tuple(options.spacing) or spacing)
+    source = options.arrangement_fit or options.arrangement_data
+    if fit.ndim != ndim:
+        raise DataError(source, f"holds a {fit.ndim}D arrangement fit, but the generators are {ndim}D")
+    return fit
+
+
+def _generation_settings(options, generators, shape, seed_config, spacing, fit=None) -> dict:
     """What decides a sample's files: a rerun into the same --out must not change any of it."""
     return {
         "models": {k: v["sha256"] for k, v in generators.describe().items()},
         "seed": options.seed,
         "shape": list(shape),
         "arrangement": "csv" if options.seeds_csv else options.arrangement,
+        # Only with --arrangement fitted, so that folders written before it resume unchanged.
+        **({"arrangement_fit": fit.to_dict()} if fit is not None else {}),
         "seed_config": dataclasses.asdict(seed_config),
         "spacing": list(spacing) if spacing else None,
         "seeds_csv": _file_hash(options.seeds_csv) if options.seeds_csv else None,
@@ -175,6 +203,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         )
     if options.realism_reference and not pathlib.Path(options.realism_reference).is_dir():
         raise DataError(options.realism_reference, "--realism_reference is not a folder")
+    fit = _fitted_arrangement(options, generators)
     if generators is None:
         generators = load_generators(options.models)
     else:
@@ -195,7 +224,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     if csv_seeds and max(csv_seeds) >= n:
         raise DataError(options.seeds_csv, f"has rows for sample {max(csv_seeds)} but --n={n}")
     layout = writers.Layout(out, options.layout)
-    settings = _generation_settings(options, generators, shape, seed_config, spacing)
+    settings = _generation_settings(options, generators, shape, seed_config, spacing, fit)
     header = {
         "settings": settings,
         "flags": dataclasses.asdict(options),
@@ -264,7 +293,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                         kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
                     else:
                         kind, points = sampling.draw_seeds(
-                            options.arrangement, shape, rng["seeds"], seed_config, spacing
+                            options.arrangement, shape, rng["seeds"], seed_config, spacing, fit=fit
                         )
                     kinds.append(kind)
                     seeds.append(points)
@@ -392,8 +421,17 @@ def define_flags() -> None:
         "arrangement",
         d.arrangement,
         list(sampling.ARRANGEMENTS),
-        "Seed arrangement; mixed = one of the stage-1 config's kinds per sample.",
+        "Seed arrangement; mixed = one of the stage-1 config's kinds per sample; fitted = the layout "
+        "statistics of real masks (needs --arrangement_data or --arrangement_fit).",
     )
+    flags.DEFINE_string(
+        "arrangement_data", None,
+        "--arrangement fitted: real instance masks (label TIFFs, or a folder with masks/), fitted at start.",
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "arrangement_fit", None,
+        "--arrangement fitted: a fit JSON file (nucgen_tf.synthesis.arrangement_fit.save_fit) instead.",
+    )  # fmt: skip
     flags.DEFINE_float("seed_density", None, "Seeds per 10,000 px (default: stage-1 manifest).")
     flags.DEFINE_float("cluster_radius", None, "Clustered: sigma of a cluster (px; default: manifest).")
     flags.DEFINE_float("cluster_size", None, "Clustered: mean seeds per cluster (default: manifest).")
@@ -470,6 +508,8 @@ def options_from_flags() -> SynthesisOptions:
         seed=f.seed,
         shape=tuple(int(v) for v in f.shape),
         arrangement=f.arrangement,
+        arrangement_data=f.arrangement_data,
+        arrangement_fit=f.arrangement_fit,
         density=f.seed_density,
         cluster_radius=f.cluster_radius,
         cluster_size=f.cluster_size,

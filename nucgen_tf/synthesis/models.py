@@ -290,6 +290,22 @@ def load_image_stage(path: str | pathlib.Path, stage: int | str = 3) -> ImageSta
     return image_stage(load_stage(path, stage, CHANNELS[3]))
 
 
+def seed_geometry(models_dir: str | pathlib.Path) -> tuple[int, tuple[float, ...] | None]:
+    """(ndim, stage-1 spacing or None) of a models folder, from the stage-1 manifest alone.
+
+    For checks that must come before the seconds of `load_generators` (as that reads them).
+
+    Raises:
+        DataError: as `load_generators` for a missing or bad stage-1 manifest.
+    """
+    manifest, ndim, _ = _read_manifest(
+        1, pathlib.Path(models_dir) / STAGE_DIRS[0],
+        "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`",
+    )  # fmt: skip
+    spacing = manifest.get("config", {}).get("spacing") or None
+    return ndim, tuple(float(s) for s in spacing) if spacing else None
+
+
 def load_generators(models_dir: str | pathlib.Path) -> Generators:
     """Load `models_dir/stage{1,2,3}` and check that they chain.
 

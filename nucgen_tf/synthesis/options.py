@@ -20,7 +20,10 @@ class SynthesisOptions:
         n: number of samples (indices 0..n-1); with `seeds_csv` default max(sample) + 1.
         seed: base seed; sample i draws from SeedSequence([seed, i]).
         shape: canvas shape; default the stage-1 training patch shape.
-        arrangement: random | clustered | sparse | crowded | mixed (drawn per sample).
+        arrangement: random | clustered | sparse | crowded | mixed (drawn per sample) |
+            fitted (layout statistics of real masks, `arrangement_fit`).
+        arrangement_data: "fitted": real instance masks folder, fitted at the start.
+        arrangement_fit: "fitted": a fit JSON file (`arrangement_fit.save_fit`) instead.
         density, cluster_radius, cluster_size, sparse_min_distance, crowded_min_distance:
             override the stage-1 manifest's `SeedConfig`.
         spacing: physical voxel size per axis (default: stage-1 config).
@@ -58,6 +61,8 @@ class SynthesisOptions:
     seed: int = 0
     shape: tuple[int, ...] = ()
     arrangement: str = "mixed"
+    arrangement_data: str | None = None
+    arrangement_fit: str | None = None
     density: float | None = None
     cluster_radius: float | None = None
     cluster_size: float | None = None
@@ -97,6 +102,16 @@ class SynthesisOptions:
         if self.arrangement not in ARRANGEMENTS:
             raise ValueError(
                 f"`arrangement` must be one of {ARRANGEMENTS}. Received: arrangement={self.arrangement!r}"
+            )
+        sources = [name for name in ("arrangement_data", "arrangement_fit") if getattr(self, name)]
+        if self.arrangement == "fitted" and len(sources) != 1:
+            raise ValueError(
+                "`arrangement='fitted'` needs exactly one of `arrangement_data` (a real masks folder) and "
+                f"`arrangement_fit` (a fit JSON file). Received: {sources or 'neither'}"
+            )
+        if self.arrangement != "fitted" and sources:
+            raise ValueError(
+                f"{sources} only apply to `arrangement='fitted'`. Received: arrangement={self.arrangement!r}"
             )
         if self.layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={self.layout!r}")

@@ -1,25 +1,45 @@
-"""The "fitted" seed arrangement: fit to real masks, draw, save/load."""
+"""The "fitted" seed arrangement: fit to real masks, draw, save/load, and `nucgen synthesize` with it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import spatial
 
 from nucgen_tf import geometry, io
+from nucgen_tf import synthesize as synth
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.realism.shapes import nearest_neighbour_distances
-from nucgen_tf.synthesis import arrangement_fit, sampling
+from nucgen_tf.synthesis import arrangement_fit, sampling, testing
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
+from nucgen_tf.synthesis.models import load_generators, seed_geometry
+from nucgen_tf.synthesis.options import SynthesisOptions
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CANVAS = (256, 256)
 
 
 @pytest.fixture(scope="module")
 def real_fit(bbbc039_train) -> FittedArrangement:
     return arrangement_fit.fit_arrangement(bbbc039_train)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(models folder, loaded chain) of untrained depth-2 2D generators (32 x 32 canvases)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
+    return folder, load_generators(folder)
+
+
+def _options(models, out, **kw) -> SynthesisOptions:
+    return SynthesisOptions(models=str(models), out=str(out), **{"n": 1, "previews": False, **kw})
 
 
 def test_fit_of_the_real_train_masks_lies_in_their_ranges(real_fit, bbbc039_train):
@@ -116,3 +136,87 @@ def test_a_fit_with_bad_values_is_named(real_fit, tmp_path):
     path.write_text(json.dumps(values))
     with pytest.raises(io.DataError, match=f"^{path}: not a valid arrangement fit: .*interaction=3.0"):
         arrangement_fit.load_fit(path)
+
+
+def test_fitted_needs_exactly_one_source_and_a_fit():
+    with pytest.raises(ValueError, match="exactly one of `arrangement_data`"):
+        SynthesisOptions(models="m", out="o", n=1, arrangement="fitted")
+    with pytest.raises(ValueError, match="only apply to `arrangement='fitted'`"):
+        SynthesisOptions(models="m", out="o", n=1, arrangement_fit="fit.json")
+    with pytest.raises(ValueError, match="needs `fit`"):
+        sampling.draw_seeds("fitted", CANVAS, np.random.default_rng(0), SeedConfig())
+
+
+def test_a_bad_fit_file_is_refused_before_loading_models(tiny, tmp_path, monkeypatch):
+    folder, _ = tiny
+    path = tmp_path / "fit.json"
+    path.write_text("{not json")
+
+    def no_loading(_):
+        raise AssertionError("models were loaded before --arrangement_fit was checked")
+
+    monkeypatch.setattr(synth, "load_generators", no_loading)
+    with pytest.raises(io.DataError, match=f"^{path}: not a JSON arrangement fit"):
+        synth.synthesize(_options(folder, tmp_path / "out", arrangement="fitted", arrangement_fit=str(path)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_masks_folder_without_masks_is_refused(tiny, tmp_path):
+    folder, chain = tiny
+    with pytest.raises(io.DataError, match=f"^{tmp_path / 'empty'}: folder not found"):
+        synth.synthesize(
+            _options(
+                folder, tmp_path / "out", arrangement="fitted", arrangement_data=str(tmp_path / "empty")
+            ),
+            chain,
+        )
+
+
+def test_the_fit_is_recorded_and_a_rerun_with_another_fit_is_refused(real_fit, tiny, tmp_path):
+    folder, chain = tiny
+    first, other = tmp_path / "a.json", tmp_path / "b.json"
+    arrangement_fit.save_fit(first, real_fit)
+    arrangement_fit.save_fit(other, dataclasses.replace(real_fit, clark_evans=1.0, interaction=0.0))
+    out = tmp_path / "out"
+    manifest = synth.synthesize(
+        _options(folder, out, arrangement="fitted", arrangement_fit=str(first)), chain
+    )
+    assert manifest["settings"]["arrangement_fit"] == real_fit.to_dict()
+    assert manifest["samples"]["sample_000000"]["arrangement"] == "fitted"
+    again = synth.synthesize(_options(folder, out, arrangement="fitted", arrangement_fit=str(first)), chain)
+    assert again["run"]["skipped"] == 1
+    with pytest.raises(io.DataError, match="other settings .*arrangement_fit"):
+        synth.synthesize(_options(folder, out, arrangement="fitted", arrangement_fit=str(other)), chain)
+
+
+def test_masks_given_at_synthesis_are_fitted_at_the_models_spacing(real_fit, bbbc039_train, tiny, tmp_path):
+    folder, chain = tiny
+    assert seed_geometry(folder) == (2, None)  # what a run without preloaded models fits with
+    options = _options(folder, tmp_path / "out", arrangement="fitted", arrangement_data=str(bbbc039_train))
+    assert synth.synthesize(options, chain)["settings"]["arrangement_fit"] == real_fit.to_dict()
+
+
+def test_other_arrangements_record_no_fit(tiny, tmp_path):
+    folder, chain = tiny
+    manifest = synth.synthesize(_options(folder, tmp_path / "out"), chain)
+    assert "arrangement_fit" not in manifest["settings"]
+
+
+def test_cli_takes_the_fit_flags(tmp_path):
+    path = tmp_path / "fit.json"
+    path.write_text("{not json")
+    args = [
+        "--arrangement",
+        "fitted",
+        "--arrangement_fit",
+        str(path),
+        "--n",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "nucgen_tf.cli", "synthesize", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0 and f"{path}: not a JSON arrangement fit" in proc.stderr

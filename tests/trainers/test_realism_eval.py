@@ -230,7 +230,7 @@ def _fake_scores(monkeypatch, scores):
     outputs = []
     queue = list(scores)
 
-    def make_evaluator(cfg, stats):
+    def make_evaluator(cfg, stats, sensor=None):
         def evaluate(serve):
             outputs.append(np.asarray(serve(x)))
             return realism_eval.Result(queue.pop(0), {"fake": 0.0})

@@ -16,9 +16,9 @@ from nucgen_tf import geometry, io
 from nucgen_tf import synthesize as synth
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.realism.shapes import nearest_neighbour_distances
-from nucgen_tf.synthesis import arrangement_fit, sampling, testing
+from nucgen_tf.synthesis import arrangement_fit, sampling
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
-from nucgen_tf.synthesis.models import load_generators, seed_geometry
+from nucgen_tf.synthesis.models import seed_geometry
 from nucgen_tf.synthesis.options import SynthesisOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -28,14 +28,6 @@ CANVAS = (256, 256)
 @pytest.fixture(scope="module")
 def real_fit(bbbc039_train) -> FittedArrangement:
     return arrangement_fit.fit_arrangement(bbbc039_train)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(models folder, loaded chain) of untrained depth-2 2D generators (32 x 32 canvases)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
-    return folder, load_generators(folder)
 
 
 def _options(models, out, **kw) -> SynthesisOptions:

@@ -11,19 +11,10 @@ import pytest
 
 from nucgen_tf import io, pretrained
 from nucgen_tf import synthesize as synth
-from nucgen_tf.synthesis import testing, writers
-from nucgen_tf.synthesis.models import load_generators
+from nucgen_tf.synthesis import writers
 from nucgen_tf.synthesis.options import SynthesisOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(models folder, loaded chain) of untrained depth-2 generators: divisor 4, 3x3 kernels."""
-    folder = tmp_path_factory.mktemp("tiny")
-    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
-    return folder, load_generators(folder)
 
 
 def _options(models, out, **kw) -> SynthesisOptions:

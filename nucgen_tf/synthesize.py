@@ -30,7 +30,14 @@ from nucgen_tf.io import DataError
 from nucgen_tf.postprocess.decode import DECODING
 from nucgen_tf.progress import Progress
 from nucgen_tf.synthesis import alignment, arrangement_fit, checks, sampling, writers
-from nucgen_tf.synthesis.models import STAGE_DIRS, Generators, content_hash, load_generators, seed_geometry
+from nucgen_tf.synthesis.models import (
+    STAGE_DIRS,
+    Generators,
+    content_hash,
+    load_generators,
+    manifest_arrangement,
+    seed_geometry,
+)
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, image_scale, run_chain
 from nucgen_tf.synthesis.tiling import round_up
@@ -116,38 +123,53 @@ def _file_hash(path: str) -> str:
     return "sha256:" + hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
-def _fitted_arrangement(
+def _arrangement(
     options: SynthesisOptions, generators: Generators | None
-) -> arrangement_fit.FittedArrangement | None:
-    """The "fitted" arrangement's fit, from --arrangement_fit or fitted to --arrangement_data.
+) -> tuple[str, arrangement_fit.FittedArrangement | None]:
+    """The arrangement drawn from and, for "fitted", its fit.
 
-    Runs before the models are loaded (their ndim and spacing come from the stage-1 manifest),
-    so a bad file or folder is reported at once.
+    The fit comes from --arrangement_fit, is fitted to --arrangement_data, or else is the one
+    stage 1 recorded of its training masks; models exported before stage 1 recorded it fall
+    back to "mixed" with a warning. Runs before the models are loaded (their ndim and spacing
+    come from the stage-1 manifest), so a bad file or folder is reported at once.
     """
-    if options.arrangement != "fitted" or options.seeds_csv:
-        return None
-    # The file or folder first: its message should not wait for (or hide behind) the models'.
-    arrangement_fit.check_source(options.arrangement_data, options.arrangement_fit)
+    if options.seeds_csv:
+        return "csv", None
+    if options.arrangement != "fitted":
+        return options.arrangement, None
+    given = options.arrangement_data or options.arrangement_fit
+    if given:
+        # The file or folder first: its message should not wait for (or hide behind) the models'.
+        arrangement_fit.check_source(options.arrangement_data, options.arrangement_fit)
     fit = arrangement_fit.load_fit(options.arrangement_fit) if options.arrangement_fit else None
     if generators is not None:
         ndim, spacing = generators.ndim, generators.spacing
     else:
         ndim, spacing = seed_geometry(options.models)
-    if fit is None:  # masks are fitted at the models' pixel size (physical distances)
+    if options.arrangement_data:  # masks are fitted at the models' pixel size (physical distances)
         fit = arrangement_fit.load_or_fit(options.arrangement_data, spacing=tuple(options.spacing) or spacing)
-    source = options.arrangement_fit or options.arrangement_data
+    if not given:
+        fit = manifest_arrangement(options.models)
+        if fit is None:
+            logging.warning(
+                "%s: stage 1 carries no arrangement fit (exported before it was recorded); drawing the "
+                "mixed artificial arrangements instead (give --arrangement_data to fit real masks)",
+                pathlib.Path(options.models) / STAGE_DIRS[0],
+            )
+            return "mixed", None
+    source = given or pathlib.Path(options.models) / STAGE_DIRS[0]
     if fit.ndim != ndim:
         raise DataError(source, f"holds a {fit.ndim}D arrangement fit, but the generators are {ndim}D")
-    return fit
+    return "fitted", fit
 
 
-def _generation_settings(options, generators, shape, seed_config, spacing, fit=None) -> dict:
+def _generation_settings(options, generators, shape, seed_config, spacing, arrangement, fit=None) -> dict:
     """What decides a sample's files: a rerun into the same --out must not change any of it."""
     return {
         "models": {k: v["sha256"] for k, v in generators.describe().items()},
         "seed": options.seed,
         "shape": list(shape),
-        "arrangement": "csv" if options.seeds_csv else options.arrangement,
+        "arrangement": arrangement,
         # Only with --arrangement fitted, so that folders written before it resume unchanged.
         **({"arrangement_fit": fit.to_dict()} if fit is not None else {}),
         "seed_config": dataclasses.asdict(seed_config),
@@ -203,7 +225,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         )
     if options.realism_reference and not pathlib.Path(options.realism_reference).is_dir():
         raise DataError(options.realism_reference, "--realism_reference is not a folder")
-    fit = _fitted_arrangement(options, generators)
+    arrangement, fit = _arrangement(options, generators)
     if generators is None:
         generators = load_generators(options.models)
     else:
@@ -224,7 +246,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
     if csv_seeds and max(csv_seeds) >= n:
         raise DataError(options.seeds_csv, f"has rows for sample {max(csv_seeds)} but --n={n}")
     layout = writers.Layout(out, options.layout)
-    settings = _generation_settings(options, generators, shape, seed_config, spacing, fit)
+    settings = _generation_settings(options, generators, shape, seed_config, spacing, arrangement, fit)
     header = {
         "settings": settings,
         "flags": dataclasses.asdict(options),
@@ -293,7 +315,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                         kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
                     else:
                         kind, points = sampling.draw_seeds(
-                            options.arrangement, shape, rng["seeds"], seed_config, spacing, fit=fit
+                            arrangement, shape, rng["seeds"], seed_config, spacing, fit=fit
                         )
                     kinds.append(kind)
                     seeds.append(points)
@@ -421,8 +443,9 @@ def define_flags() -> None:
         "arrangement",
         d.arrangement,
         list(sampling.ARRANGEMENTS),
-        "Seed arrangement; mixed = one of the stage-1 config's kinds per sample; fitted = the layout "
-        "statistics of real masks (needs --arrangement_data or --arrangement_fit).",
+        "Seed arrangement; fitted = the layout statistics of real masks (stage 1's training masks, "
+        "or --arrangement_data / --arrangement_fit); mixed = one of the stage-1 config's artificial "
+        "kinds per sample (random, clustered, sparse, crowded: hard-case emphasis).",
     )
     flags.DEFINE_string(
         "arrangement_data", None,

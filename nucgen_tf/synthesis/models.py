@@ -24,6 +24,7 @@ from nucgen_tf.config import NormConfig, RenderConfig, SeedConfig, from_dict
 from nucgen_tf.data.normalize import IntensityStats
 from nucgen_tf.io import DataError
 from nucgen_tf.sensor import SensorModel
+from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 
 STAGE_DIRS = ("stage1", "stage2", "stage3")
 CHANNELS = {1: (1, 1), 2: (3, 4), 3: (4, 1)}
@@ -290,6 +291,14 @@ def load_image_stage(path: str | pathlib.Path, stage: int | str = 3) -> ImageSta
     return image_stage(load_stage(path, stage, CHANNELS[3]))
 
 
+def _models_folder(models_dir: str | pathlib.Path) -> pathlib.Path:
+    """`models_dir` as a path, refused by name when it is not a folder."""
+    models_dir = pathlib.Path(models_dir)
+    if not models_dir.is_dir():
+        raise DataError(models_dir, "models folder not found (expected stage1/, stage2/, stage3/ inside)")
+    return models_dir
+
+
 def seed_geometry(models_dir: str | pathlib.Path) -> tuple[int, tuple[float, ...] | None]:
     """(ndim, stage-1 spacing or None) of a models folder, from the stage-1 manifest alone.
 
@@ -299,11 +308,32 @@ def seed_geometry(models_dir: str | pathlib.Path) -> tuple[int, tuple[float, ...
         DataError: as `load_generators` for a missing or bad stage-1 manifest.
     """
     manifest, ndim, _ = _read_manifest(
-        1, pathlib.Path(models_dir) / STAGE_DIRS[0],
+        1, _models_folder(models_dir) / STAGE_DIRS[0],
         "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`",
     )  # fmt: skip
     spacing = manifest.get("config", {}).get("spacing") or None
     return ndim, tuple(float(s) for s in spacing) if spacing else None
+
+
+def manifest_arrangement(models_dir: str | pathlib.Path) -> FittedArrangement | None:
+    """The seed-layout fit of stage 1's training masks from its manifest, or None.
+
+    Stage 1 records it since the fitted arrangement became synthesis's default; exports made
+    before carry none.
+
+    Raises:
+        DataError: as `seed_geometry`, or a recorded fit that is not valid.
+    """
+    path = _models_folder(models_dir) / STAGE_DIRS[0]
+    manifest, _, _ = _read_manifest(
+        1, path, "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`"
+    )  # fmt: skip
+    if "arrangement_fit" not in manifest:
+        return None
+    try:
+        return FittedArrangement.from_dict(manifest["arrangement_fit"])
+    except (TypeError, ValueError) as err:
+        raise DataError(path / _MANIFEST, f"holds an invalid arrangement_fit: {err}") from err
 
 
 def load_generators(models_dir: str | pathlib.Path) -> Generators:
@@ -313,9 +343,7 @@ def load_generators(models_dir: str | pathlib.Path) -> Generators:
         DataError: a folder or manifest is missing or does not fit the chain; the message
             starts with the offending folder.
     """
-    models_dir = pathlib.Path(models_dir)
-    if not models_dir.is_dir():
-        raise DataError(models_dir, "models folder not found (expected stage1/, stage2/, stage3/ inside)")
+    models_dir = _models_folder(models_dir)
     manifests, ndims, divisors = {}, {}, {}
     for stage, name in enumerate(STAGE_DIRS, start=1):  # cheap checks first: no TensorFlow yet
         manifests[stage], ndims[stage], divisors[stage] = _read_manifest(

@@ -20,8 +20,10 @@ class SynthesisOptions:
         n: number of samples (indices 0..n-1); with `seeds_csv` default max(sample) + 1.
         seed: base seed; sample i draws from SeedSequence([seed, i]).
         shape: canvas shape; default the stage-1 training patch shape.
-        arrangement: random | clustered | sparse | crowded | mixed (drawn per sample) |
-            fitted (layout statistics of real masks, `arrangement_fit`).
+        arrangement: fitted (the default: layout statistics of real masks, `arrangement_fit`;
+            the stage-1 manifest's fit of its training masks unless `arrangement_data` or
+            `arrangement_fit` is given) | random | clustered | sparse | crowded | mixed (one
+            of the artificial kinds per sample, for hard-case emphasis).
         arrangement_data: "fitted": real instance masks folder, fitted at the start.
         arrangement_fit: "fitted": a fit JSON file (`arrangement_fit.save_fit`) instead.
         density, cluster_radius, cluster_size, sparse_min_distance, crowded_min_distance:
@@ -60,7 +62,7 @@ class SynthesisOptions:
     n: int | None = None
     seed: int = 0
     shape: tuple[int, ...] = ()
-    arrangement: str = "mixed"
+    arrangement: str = "fitted"
     arrangement_data: str | None = None
     arrangement_fit: str | None = None
     density: float | None = None
@@ -104,10 +106,10 @@ class SynthesisOptions:
                 f"`arrangement` must be one of {ARRANGEMENTS}. Received: arrangement={self.arrangement!r}"
             )
         sources = [name for name in ("arrangement_data", "arrangement_fit") if getattr(self, name)]
-        if self.arrangement == "fitted" and len(sources) != 1:
+        if self.arrangement == "fitted" and len(sources) > 1:
             raise ValueError(
-                "`arrangement='fitted'` needs exactly one of `arrangement_data` (a real masks folder) and "
-                f"`arrangement_fit` (a fit JSON file). Received: {sources or 'neither'}"
+                "`arrangement='fitted'` takes one of `arrangement_data` (a real masks folder) and "
+                f"`arrangement_fit` (a fit JSON file), or neither (the stage-1 manifest's fit). Received: {sources}"
             )
         if self.arrangement != "fitted" and sources:
             raise ValueError(

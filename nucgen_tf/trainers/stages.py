@@ -20,6 +20,7 @@ from nucgen_tf.data import normalize, pipelines
 from nucgen_tf.models import gan
 from nucgen_tf.models.schedules import LinearDecay
 from nucgen_tf.sensor import SensorModel, fit_sensor
+from nucgen_tf.synthesis import arrangement_fit
 from nucgen_tf.trainers import export, loop, realism_eval, runtime
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
@@ -149,6 +150,23 @@ def fitted_sensor(cfg: StageConfig, stats: normalize.IntensityStats) -> SensorMo
         return None
 
 
+def fitted_arrangement(cfg: StageConfig) -> arrangement_fit.FittedArrangement | None:
+    """The seed layout of the training masks, for the stage-1 manifest.
+
+    Synthesis draws its default ("fitted") seed arrangement from it, so that a stage 1 trained
+    on a user's data also places nuclei as in that data. Masks too sparse to fit: None, with
+    a warning (synthesis then falls back to the mixed artificial arrangements).
+    """
+    pairs = io.list_pairs(cfg.data)
+    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    masks = (io.read_labels(p.mask_path, cfg.ndim) for p in pairs)
+    try:
+        return arrangement_fit.fit_labels(masks, cfg.spacing or None)
+    except ValueError as err:
+        logging.warning("%s: no seed arrangement fitted (%s); synthesis will use mixed ones", cfg.data, err)
+        return None
+
+
 def _resumed_data_config(cfg: StageConfig, workdir: pathlib.Path) -> StageConfig:
     """After a resume, draw new patches: the data seed moves on by the restored step.
 
@@ -221,6 +239,9 @@ def train(
     }
     if sensor is not None:  # synthesis adds this camera noise to what the generator paints
         manifest["sensor"] = sensor.to_dict()
+    arrangement = fitted_arrangement(cfg) if cfg.stage == 1 else None
+    if arrangement is not None:  # synthesis's default seed layout
+        manifest["arrangement_fit"] = arrangement.to_dict()
     if evaluation is not None:
         # Loads the best checkpoint's weights into `generator` unless "latest" is asked for.
         manifest["selected"] = evaluation.select(cfg.evaluation.export_checkpoint, step)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from nucgen_tf import geometry, io
 from nucgen_tf import synthesize as synth
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.realism.shapes import nearest_neighbour_distances
-from nucgen_tf.synthesis import arrangement_fit, sampling
+from nucgen_tf.synthesis import arrangement_fit, sampling, testing
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 from nucgen_tf.synthesis.models import seed_geometry
 from nucgen_tf.synthesis.options import SynthesisOptions
@@ -130,11 +131,12 @@ def test_a_fit_with_bad_values_is_named(real_fit, tmp_path):
         arrangement_fit.load_fit(path)
 
 
-def test_fitted_needs_exactly_one_source_and_a_fit():
-    with pytest.raises(ValueError, match="exactly one of `arrangement_data`"):
-        SynthesisOptions(models="m", out="o", n=1, arrangement="fitted")
+def test_fitted_takes_at_most_one_source_and_needs_a_fit():
+    assert SynthesisOptions(models="m", out="o", n=1).arrangement == "fitted"  # the default
+    with pytest.raises(ValueError, match="takes one of `arrangement_data`"):
+        SynthesisOptions(models="m", out="o", n=1, arrangement_data="masks", arrangement_fit="fit.json")
     with pytest.raises(ValueError, match="only apply to `arrangement='fitted'`"):
-        SynthesisOptions(models="m", out="o", n=1, arrangement_fit="fit.json")
+        SynthesisOptions(models="m", out="o", n=1, arrangement="mixed", arrangement_fit="fit.json")
     with pytest.raises(ValueError, match="needs `fit`"):
         sampling.draw_seeds("fitted", CANVAS, np.random.default_rng(0), SeedConfig())
 
@@ -190,8 +192,39 @@ def test_masks_given_at_synthesis_are_fitted_at_the_models_spacing(real_fit, bbb
 
 def test_other_arrangements_record_no_fit(tiny, tmp_path):
     folder, chain = tiny
-    manifest = synth.synthesize(_options(folder, tmp_path / "out"), chain)
+    manifest = synth.synthesize(_options(folder, tmp_path / "out", arrangement="mixed"), chain)
     assert "arrangement_fit" not in manifest["settings"]
+    assert manifest["settings"]["arrangement"] == "mixed"
+
+
+def test_the_default_draws_from_the_fit_stage1_recorded(real_fit, tmp_path):
+    folder = tmp_path / "models"
+    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
+    manifest_path = folder / "stage1" / "nucgen_manifest.json"
+    io.write_json(manifest_path, {**json.loads(manifest_path.read_text()), "arrangement_fit": real_fit.to_dict()})
+    manifest = synth.synthesize(_options(folder, tmp_path / "out", shape=CANVAS))
+    assert manifest["settings"]["arrangement"] == "fitted"
+    assert manifest["settings"]["arrangement_fit"] == real_fit.to_dict()
+    assert manifest["samples"]["sample_000000"]["arrangement"] == "fitted"
+
+
+def test_the_default_on_models_without_a_fit_falls_back_to_mixed_and_says_so(tiny, tmp_path, caplog):
+    folder, chain = tiny
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        manifest = synth.synthesize(_options(folder, tmp_path / "out"), chain)
+    assert manifest["settings"]["arrangement"] == "mixed"
+    assert "arrangement_fit" not in manifest["settings"]
+    assert any("carries no arrangement fit" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bad_recorded_fit_is_named(real_fit, tmp_path):
+    folder = tmp_path / "models"
+    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
+    manifest_path = folder / "stage1" / "nucgen_manifest.json"
+    bad = {**real_fit.to_dict(), "interaction": 3.0}
+    io.write_json(manifest_path, {**json.loads(manifest_path.read_text()), "arrangement_fit": bad})
+    with pytest.raises(io.DataError, match=f"^{manifest_path}: holds an invalid arrangement_fit"):
+        synth.synthesize(_options(folder, tmp_path / "out"))
 
 
 def test_cli_takes_the_fit_flags(tmp_path):

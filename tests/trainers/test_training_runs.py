@@ -20,6 +20,7 @@ from nucgen_tf.config import PatchConfig
 from nucgen_tf.models import gan
 from nucgen_tf.models.config import DiscriminatorConfig, GeneratorConfig
 from nucgen_tf.sensor import SensorModel
+from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 from nucgen_tf.trainers import export, loop, stages
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
@@ -61,6 +62,11 @@ def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
     assert ("sensor" in manifest) == (stage == 3)
     if stage == 3:
         assert 3.0 < SensorModel.from_dict(manifest["sensor"]).noise_std(150.0) < 6.0
+    # Stage 1 carries the seed layout of its training masks (synthesis's default arrangement).
+    assert ("arrangement_fit" in manifest) == (stage == 1)
+    if stage == 1:
+        fit = FittedArrangement.from_dict(manifest["arrangement_fit"])
+        assert (fit.ndim, fit.fields) == (2, 2) and 15 < fit.nn_median < 60
     assert json.loads((tmp_path / "run" / "config.json").read_text())["stage"] == stage
     tags, acc = _scalars_and_images(tmp_path / "run" / "tensorboard")
     assert {"g_loss", "d_loss", "lr/g", "lr/d", "steps_per_second"} <= tags
@@ -97,6 +103,8 @@ def test_stage1_trains_in_3d(tmp_path, stardist_3d):
     target = stages.train(cfg, tmp_path / "run3d")
     manifest = export.read_manifest(target)
     assert manifest["ndim"] == 3 and manifest["patch_shape"] == [8, 32, 32]
+    fit = FittedArrangement.from_dict(manifest["arrangement_fit"])
+    assert fit.ndim == 3 and fit.spacing == (1.0, 1.0, 1.0)
     tags, acc = _scalars_and_images(tmp_path / "run3d" / "tensorboard")
     assert "g_loss" in tags
 

@@ -299,6 +299,15 @@ def _models_folder(models_dir: str | pathlib.Path) -> pathlib.Path:
     return models_dir
 
 
+def _stage1_manifest(models_dir: str | pathlib.Path) -> tuple[dict[str, Any], int]:
+    """(manifest, ndim) of `models_dir/stage1`, read alone (without loading any network)."""
+    manifest, ndim, _ = _read_manifest(
+        1, _models_folder(models_dir) / STAGE_DIRS[0],
+        "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`",
+    )  # fmt: skip
+    return manifest, ndim
+
+
 def seed_geometry(models_dir: str | pathlib.Path) -> tuple[int, tuple[float, ...] | None]:
     """(ndim, stage-1 spacing or None) of a models folder, from the stage-1 manifest alone.
 
@@ -307,10 +316,7 @@ def seed_geometry(models_dir: str | pathlib.Path) -> tuple[int, tuple[float, ...
     Raises:
         DataError: as `load_generators` for a missing or bad stage-1 manifest.
     """
-    manifest, ndim, _ = _read_manifest(
-        1, _models_folder(models_dir) / STAGE_DIRS[0],
-        "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`",
-    )  # fmt: skip
+    manifest, ndim = _stage1_manifest(models_dir)
     spacing = manifest.get("config", {}).get("spacing") or None
     return ndim, tuple(float(s) for s in spacing) if spacing else None
 
@@ -325,9 +331,7 @@ def manifest_arrangement(models_dir: str | pathlib.Path) -> FittedArrangement | 
         DataError: as `seed_geometry`, or a recorded fit that is not valid.
     """
     path = _models_folder(models_dir) / STAGE_DIRS[0]
-    manifest, _, _ = _read_manifest(
-        1, path, "--models must hold stage1/, stage2/, stage3/ exported by `nucgen train`"
-    )  # fmt: skip
+    manifest, _ = _stage1_manifest(models_dir)
     if "arrangement_fit" not in manifest:
         return None
     try:

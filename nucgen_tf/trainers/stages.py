@@ -121,14 +121,19 @@ def _panels(stage: int, names: tuple[str, str]):
     return panel_fn
 
 
+def training_pairs(cfg: StageConfig) -> list[io.ImagePair]:
+    """The image/mask pairs a stage trains on (the first `max_files` when set)."""
+    pairs = io.list_pairs(cfg.data)
+    return pairs[: cfg.max_files] if cfg.max_files else pairs
+
+
 def intensity_stats(cfg: StageConfig, workdir: pathlib.Path) -> normalize.IntensityStats:
     """The data set's intensity statistics, kept in the workdir while the data stays the same.
 
     A resumed run trains on the same scale; a rerun after the data changed recomputes them
     (the cache records its source files).
     """
-    pairs = io.list_pairs(cfg.data)
-    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    pairs = training_pairs(cfg)
     return normalize.cached_intensity_stats(
         workdir / "intensity_stats.json", [p.image_path for p in pairs], cfg.norm, cfg.ndim
     )
@@ -140,8 +145,7 @@ def fitted_sensor(cfg: StageConfig, stats: normalize.IntensityStats) -> SensorMo
     Without it an own stage 3 would give clean images while the bundled one adds noise. Data
     without shot noise (e.g. simulated images) has no camera to fit: None, with a warning.
     """
-    pairs = io.list_pairs(cfg.data)
-    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    pairs = training_pairs(cfg)
     images = (io.read_image(p.image_path, cfg.ndim) for p in pairs)
     try:
         return fit_sensor(images, stats.max_value)
@@ -157,8 +161,7 @@ def fitted_arrangement(cfg: StageConfig) -> arrangement_fit.FittedArrangement | 
     on a user's data also places nuclei as in that data. Masks too sparse to fit: None, with
     a warning (synthesis then falls back to the mixed artificial arrangements).
     """
-    pairs = io.list_pairs(cfg.data)
-    pairs = pairs[: cfg.max_files] if cfg.max_files else pairs
+    pairs = training_pairs(cfg)
     masks = (io.read_labels(p.mask_path, cfg.ndim) for p in pairs)
     try:
         return arrangement_fit.fit_labels(masks, cfg.spacing or None)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import tensorflow as tf  # noqa: E402
 
-from nucgen_tf import io  # noqa: E402
+from nucgen_tf import geometry, io  # noqa: E402
 from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig  # noqa: E402
 from nucgen_tf.data import normalize as nz  # noqa: E402
 from nucgen_tf.data import pipelines, sources  # noqa: E402
@@ -78,7 +78,7 @@ def make_sample(name: str, image: np.ndarray, labels: np.ndarray, norm, render) 
         name=name,
         image=nz.normalize(image, lo, hi),
         labels=labels.astype(np.int32),
-        lut=sources.color_lut(labels, render.color_margin),
+        lut=geometry.color_labels(labels, render.color_margin),
         norm_range=(lo, hi),
     )
 

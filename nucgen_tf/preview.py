@@ -43,17 +43,13 @@ class Representations:
 
 def render_all(labels: np.ndarray, config: RenderConfig = RenderConfig()) -> Representations:
     """Render the seed map, box map, colored ellipses and colored mask of a label image."""
-    shape = labels.shape
-    boxes = geometry.boxes_from_labels(labels)
-    colors = geometry.assign_colors(geometry.color_graph(boxes, labels, margin=config.color_margin))
-    color_index = geometry.color_lookup(boxes, colors)
-    lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
-    lut[boxes.ids] = color_index
+    lut = geometry.color_labels(labels, config.color_margin)
+    maps = geometry.render_representations(None, config, labels=labels, lut=lut)
     return Representations(
-        seed_map=geometry.render_seed_map(boxes.centers, shape, radius=config.seed_radius),
-        box_map=geometry.render_box_map(boxes, shape, bv=config.bv),
-        ellipses=geometry.render_colored_ellipses(boxes, color_index, shape),
-        mask=geometry.render_colored_mask(labels, lut, boundary_width=config.boundary_width),
+        seed_map=maps["seed_map"][..., 0],
+        box_map=maps["box_map"][..., 0],
+        ellipses=maps["ellipses"],
+        mask=maps["mask"],
     )
 
 

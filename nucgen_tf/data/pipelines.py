@@ -41,8 +41,8 @@ from nucgen_tf.data import augment, sources
 from nucgen_tf.data.normalize import IntensityStats
 
 # Channels of each representation rendered by `render_patch`, in its output order.
-CHANNELS = {"seed_map": 1, "box_map": 1, "ellipses": 3, "mask": 4}
-REPRESENTATIONS = tuple(CHANNELS)
+CHANNELS = geometry.CHANNELS
+REPRESENTATIONS = geometry.REPRESENTATIONS
 
 # Mixed into per-element numpy seeds so the artificial seed points are independent of the
 # patch stream that uses the same (PatchConfig.seed, index) pair.
@@ -73,23 +73,7 @@ def render_patch(
         "ellipses" (C=3) full-size ovals in palette colors, "mask" (C=4) palette colors
         plus the boundary class.
     """
-    labels = np.asarray(labels)
-    shape = labels.shape
-    outputs = _check_outputs(outputs)
-    boxes = geometry.boxes_from_labels(labels)
-    out = {}
-    for name in outputs:
-        if name == "seed_map":
-            rendered = geometry.render_seed_map(boxes.centers, shape, render.seed_radius)
-        elif name == "box_map":
-            rendered = geometry.render_box_map(boxes, shape, render.bv)
-        elif name == "ellipses":
-            colors = np.asarray(lut)[np.asarray(boxes.ids, np.int64)]
-            rendered = geometry.render_colored_ellipses(boxes, colors, shape)
-        else:
-            rendered = geometry.render_colored_mask(labels, lut, render.boundary_width)
-        out[name] = np.asarray(rendered, np.float32).reshape(shape + (CHANNELS[name],))
-    return out
+    return geometry.render_representations(outputs, render, labels=labels, lut=lut)
 
 
 def permute_palette(lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -106,16 +90,6 @@ def permute_palette(lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     mapping = np.full(len(geometry.PALETTE), -1, np.int64)
     mapping[used] = rng.permutation(pool)[: used.size]
     return np.where(lut >= 0, mapping[np.maximum(lut, 0)], -1).astype(lut.dtype)
-
-
-def _check_outputs(outputs: Sequence[str] | None) -> tuple[str, ...]:
-    outputs = REPRESENTATIONS if outputs is None else tuple(outputs)
-    unknown = set(outputs) - set(CHANNELS)
-    if unknown or len(set(outputs)) != len(outputs):
-        raise ValueError(
-            f"`outputs` must be distinct names from {REPRESENTATIONS}. Received: outputs={outputs}"
-        )
-    return outputs
 
 
 def load_samples(
@@ -249,7 +223,7 @@ def patch_dataset(
         (B, *P, 4), float32 in [-1, 1]; "norm_range" (B, 2) float32, the source image's
         raw (lo, hi), for `normalize.denormalize`.
     """
-    outputs = _check_outputs(outputs)
+    outputs = geometry.check_outputs(outputs)
     samples = load_samples(source, patch.ndim, render, norm, stats=stats, max_files=max_files)
     if epochs is None:
         epochs = -1 if training else 1

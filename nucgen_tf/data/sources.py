@@ -44,28 +44,6 @@ class Sample:
         return self.image.ndim
 
 
-def color_lut(labels: np.ndarray, margin: float, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Palette index per label id, from one graph coloring of the whole label image.
-
-    Args:
-        labels: (*spatial) int32 labels 0..N.
-        margin: nuclei closer than this (pixels), by mask or by full-size ellipse, get
-            different colors.
-        rng: optional; maps the color classes to a random choice of palette entries
-            (`geometry.assign_colors`), so that the networks do not see one fixed order.
-
-    Returns:
-        (N + 1,) int32 lookup table (`geometry.color_lut` format); entries of absent
-        labels, including 0 (background), are -1.
-    """
-    size = int(labels.max(initial=0)) + 1
-    boxes = geometry.boxes_from_labels(labels)
-    if len(boxes) == 0:
-        return np.full(size, -1, np.int32)
-    colors = geometry.assign_colors(geometry.color_graph(boxes, labels, margin=margin), rng=rng)
-    return geometry.color_lut(colors, size).astype(np.int32)
-
-
 def resolve_pairs(
     source: str | os.PathLike | Sequence[io.ImagePair], max_files: int | None = None
 ) -> list[io.ImagePair]:
@@ -137,7 +115,7 @@ def load_arrays(
                 name=pair.name,
                 image=nz.normalize(image, lo, hi),
                 labels=labels.astype(np.int32, copy=False),
-                lut=color_lut(labels, render.color_margin, rng),
+                lut=geometry.color_labels(labels, render.color_margin, rng),
                 norm_range=(lo, hi),
             )
         )

@@ -37,7 +37,6 @@ from skimage.segmentation import relabel_sequential
 from nucgen_tf import geometry, io
 from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, from_dict, to_dict
 from nucgen_tf.data import normalize as nz
-from nucgen_tf.data import sources
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
 from nucgen_tf.trainers.config import TrainConfig
@@ -100,7 +99,7 @@ def fitted_polygons(data: PathLike, shape: Sequence[int], min_gap: int = 1) -> P
 
 def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Generator) -> np.ndarray:
     """(*spatial, 4) float32 colored mask + boundary in the stored range [0, 1]."""
-    lut = sources.color_lut(labels, render.color_margin, rng)
+    lut = geometry.color_labels(labels, render.color_margin, rng)
     return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
 
 

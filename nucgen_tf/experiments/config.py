@@ -6,16 +6,19 @@ picks one (the paper's Table I repeats its conditions with a second family, Mask
 plays that role here), and `GanSettings` (the generators each condition needs). Two presets:
 "full" (sized for a few hours on 2 CPU cores) and "smoke" (minutes; the end-to-end test).
 `with_overrides` applies dotted-path overrides ("segmenter.steps") on top of a preset; that
-is how flags and flag files reach the config without a second config system.
+is how flags and flag files reach the config without a second config system. `migrate` reads
+the settings record of a workdir written by any earlier version (as CSBDeep's
+`update_loaded_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig
+from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig, to_dict
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.models.segmenters import SegmenterConfig
 from nucgen_tf.segment.config import SegmentTrainConfig
@@ -29,6 +32,27 @@ SLUGS = {"none": "none", "p+CycleGAN": "p_cyclegan", "r+p2p": "r_p2p", "ours": "
 PRESETS = ("full", "smoke")
 # Segmenter families; "unet" first (the default, and the paper's first model).
 FAMILIES = ("unet", "stardist")
+
+# Version of the settings record that `runner.settings_record` writes to a workdir's
+# experiment.json. 0 (files without `config_version`): generator folders recorded by path.
+# 1: by content ("models": {setting: hash}; "model_paths", not compared, says where they were).
+CONFIG_VERSION = 1
+# Settings naming exported generators; the record holds their content hash, not their path.
+MODEL_FIELDS = ("models_dir", "ours_models", "rp2p_models", "pcyclegan_models")
+# The content hash of generators whose content is not known: recorded by a workdir from
+# before content hashes, or for a folder without an export to hash. Such a setting is
+# compared by path, as before, and its hash is recorded once it can be computed.
+UNKNOWN_HASH = "unknown"
+# Settings added after the first experiment.json, with the value that their absence stands for.
+# A record leaves each out at that value, so that workdirs written before it stay valid while
+# a workdir made with another value is refused, naming the setting.
+LATER_SETTINGS = (
+    (("gan", "seeds"), to_dict(SeedConfig())),
+    (("gan", "spacing"), []),
+    (("gan", "clipnorm"), 0.0),
+    (("ours_require_seed",), False),
+    (("sensor_noise",), False),
+)
 
 
 def parse_condition(name: str) -> str:
@@ -387,3 +411,54 @@ def with_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     for head, sub in nested.items():
         direct[head] = with_overrides(direct.get(head, getattr(config, head)), sub)
     return dataclasses.replace(config, **direct)
+
+
+def compact_record(record: Mapping[str, Any]) -> dict:
+    """A settings record without the `LATER_SETTINGS` that hold the value their absence means."""
+    record = json.loads(json.dumps(record))
+    for path, absent in LATER_SETTINGS:
+        *parents, leaf = path
+        holder = record
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and leaf in holder and holder[leaf] == absent:
+            del holder[leaf]
+    return record
+
+
+def _models_by_content(record: dict) -> dict:
+    """Version 0 -> 1: generator folders move from path settings to "models" (content unknown)."""
+    models, paths = {}, {}
+    for field in MODEL_FIELDS:
+        path = record.pop(field, None)
+        if path:
+            models[field], paths[field] = UNKNOWN_HASH, path
+    if models:
+        record["models"], record["model_paths"] = models, paths
+    return record
+
+
+# _MIGRATIONS[v] turns a version-v record into a version-(v + 1) one.
+_MIGRATIONS = (_models_by_content,)
+
+
+def migrate(loaded: Mapping[str, Any]) -> dict:
+    """A workdir's experiment.json of any version, as this version's `runner.settings_record` writes it.
+
+    Old records are brought up step by step (`_MIGRATIONS`), then compacted (`compact_record`),
+    so that settings added since compare as absent. The input is not modified.
+
+    Raises:
+        ValueError: the record is of a newer version than this code knows.
+    """
+    record = json.loads(json.dumps(dict(loaded)))
+    version = record.pop("config_version", 0)
+    if not isinstance(version, int) or not 0 <= version <= CONFIG_VERSION:
+        raise ValueError(
+            f"`config_version` must be an int in [0, {CONFIG_VERSION}] (a newer nucgen wrote it?). "
+            f"Received: config_version={version!r}"
+        )
+    for step in _MIGRATIONS[version:]:
+        record = step(record)
+    record["config_version"] = CONFIG_VERSION
+    return compact_record(record)

@@ -17,6 +17,10 @@ StarDist); a run must match the common settings and its own family's entry, and 
 entry on its family's first run. The report shows every family with finished cells, one
 block of rows per family (Table I's Model column).
 
+Exported generators given on the command line (`ours_models`, ...) are recorded by content
+(`config.MODEL_FIELDS`): a rerun with changed generators is refused, one with the same
+generators in another folder is not. `config.migrate` reads the records of older versions.
+
 Workdir layout:
     experiment.json                 the settings of the first run; a rerun must match
     data/                           links: train_n<N>/, val/, test/ subsets
@@ -38,8 +42,9 @@ import types
 from absl import logging
 
 from nucgen_tf import io
-from nucgen_tf.config import SeedConfig, to_dict
+from nucgen_tf.config import to_dict
 from nucgen_tf.experiments import conditions as cond
+from nucgen_tf.experiments import config as C
 from nucgen_tf.experiments import report
 from nucgen_tf.experiments.config import FAMILIES, SLUGS, ExperimentConfig
 
@@ -47,7 +52,6 @@ RESULT = "result.json"
 SETTINGS = "experiment.json"
 # Fields that may change between runs into the same workdir: they select cells, not results.
 _FREE_FIELDS = ("workdir", "conditions", "n_train", "seeds", "extra_eval", "segmenter_family")
-_PATH_FIELDS = ("data_root", "models_dir", "ours_models", "rp2p_models", "pcyclegan_models")
 # The settings entry of each segmenter family in experiment.json (the U-Net's keeps its old name).
 FAMILY_KEYS = types.MappingProxyType({"unet": "segmenter", "stardist": "stardist"})
 # Cell folders below cells/ per family; the U-Net's are where they were before StarDist existed.
@@ -60,22 +64,44 @@ def settings_record(config: ExperimentConfig) -> dict:
     The common settings plus the chosen family's segmenter config under its `FAMILY_KEYS`
     entry; the other family's config is left out (it decides no cell of this run). For the
     U-Net family this is exactly the record of workdirs written before StarDist existed.
+    Given generators are recorded by content hash under "models" (their resolved folders
+    under "model_paths"), settings added later only when they differ from what their absence
+    means (`config.compact_record`), and the record's `config.CONFIG_VERSION`.
     """
     values = to_dict(config)
-    if config.gan.seeds == SeedConfig() and not config.gan.spacing:
-        # Settings files written before GanSettings had seeds and spacing stay valid.
-        del values["gan"]["seeds"], values["gan"]["spacing"]
-    if not config.gan.clipnorm:
-        del values["gan"]["clipnorm"]  # likewise for files written before gradient clipping
-    if not config.ours_require_seed:
-        del values["ours_require_seed"]  # and before the seed rule of "ours"
-    if not config.sensor_noise:
-        del values["sensor_noise"]  # workdirs written before the sensor model had none
-    for key in _PATH_FIELDS:  # the same folders, however the command line spelled them
-        if values.get(key):
-            values[key] = str(pathlib.Path(values[key]).resolve())
+    # The same folder, however the command line spelled it.
+    values["data_root"] = str(pathlib.Path(values["data_root"]).resolve())
+    given = {key: str(pathlib.Path(values[key]).resolve()) for key in C.MODEL_FIELDS if values[key]}
+    for key in C.MODEL_FIELDS:
+        del values[key]
+    if given:
+        values["models"] = {key: generator_content(path) for key, path in given.items()}
+        values["model_paths"] = given
+    values["config_version"] = C.CONFIG_VERSION
     others = {key for family, key in FAMILY_KEYS.items() if family != config.segmenter_family}
-    return {k: v for k, v in values.items() if k not in _FREE_FIELDS and k not in others}
+    return C.compact_record({k: v for k, v in values.items() if k not in _FREE_FIELDS and k not in others})
+
+
+def generator_content(path: str | pathlib.Path) -> str | dict[str, str]:
+    """The content hash of the export at `path`, or {name: hash} of the exports inside it.
+
+    `config.UNKNOWN_HASH` when there is none (the folder is checked when a condition uses it).
+    """
+    from nucgen_tf.synthesis.models import content_hash
+
+    folder = pathlib.Path(path)
+    if (folder / cond.MANIFEST).is_file():
+        return content_hash(folder)
+    inside = sorted(p for p in folder.iterdir() if (p / cond.MANIFEST).is_file()) if folder.is_dir() else []
+    return {p.name: content_hash(p) for p in inside} or C.UNKNOWN_HASH
+
+
+def read_settings(path: pathlib.Path) -> dict:
+    """A workdir's experiment.json, migrated to this version's record (`config.migrate`)."""
+    try:
+        return C.migrate(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as err:
+        raise io.DataError(path, str(err)) from err
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:
@@ -89,12 +115,40 @@ def _flatten(values: dict, prefix: str = "") -> dict:
     return out
 
 
+def _model_differences(old: dict, new: dict) -> dict[str, tuple]:
+    """{setting: (old, new)} of the given generators that differ between two records.
+
+    Generators are compared by content hash; where either record does not know the hash
+    (`config.UNKNOWN_HASH`), by resolved folder, as records without hashes were.
+    """
+    hashes = old.get("models", {}), new.get("models", {})
+    paths = old.get("model_paths", {}), new.get("model_paths", {})
+    diff = {}
+    for key in sorted(set(hashes[0]) | set(hashes[1])):
+        a, b = hashes[0].get(key), hashes[1].get(key)
+        if C.UNKNOWN_HASH in (a, b):
+            if paths[0].get(key) != paths[1].get(key):
+                diff[key] = (paths[0].get(key), paths[1].get(key))
+            continue
+        a, b = _flatten({key: a}), _flatten({key: b})
+        diff.update({k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)})
+    return diff
+
+
+def _learns_hashes(saved: dict, record: dict) -> bool:
+    """Whether `record` knows a generator hash that `saved` does not."""
+    old, new = saved.get("models", {}), record.get("models", {})
+    return any(old.get(key) == C.UNKNOWN_HASH != new[key] for key in new)
+
+
 def check_workdir(config: ExperimentConfig) -> None:
     """Writes `experiment.json` on the first run; refuses a workdir made with other settings.
 
-    The common settings must match; so must the chosen family's entry if that family ran
-    here before. Otherwise (its first run in this workdir) the entry is added, and the other
-    family's entry, if any, is kept and not compared.
+    The common settings must match (given generators by content, `_model_differences`); so
+    must the chosen family's entry if that family ran here before. Otherwise (its first run
+    in this workdir) the entry is added, and the other family's entry, if any, is kept and
+    not compared. The file is rewritten, as this version's record, only when it gains a
+    family entry or generator hashes it did not know (an old workdir's first rerun).
 
     Raises:
         io.DataError: the workdir's settings differ (names the file and the fields).
@@ -104,16 +158,18 @@ def check_workdir(config: ExperimentConfig) -> None:
     if not path.is_file():
         io.write_json(path, record)
         return
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_settings(path)
     own = FAMILY_KEYS[config.segmenter_family]
     ignored = set(FAMILY_KEYS.values()) - {own}
     if own not in saved:
         ignored.add(own)  # this family's first run here: only the common settings must match
+    ignored |= {"models", "model_paths"}  # compared by `_model_differences`
     old = _flatten({k: v for k, v in saved.items() if k not in ignored})
     new = _flatten({k: v for k, v in record.items() if k not in ignored})
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    diff.update(_model_differences(saved, record))
     if diff:
-        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        details = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise io.DataError(
             path,
             f"this workdir holds results made with other settings ({details}). Use a new --workdir "
@@ -123,7 +179,11 @@ def check_workdir(config: ExperimentConfig) -> None:
     if own not in saved:
         logging.info("%s: adding the %s segmenter settings (first %s run here)", path, own,
                      config.segmenter_family)  # fmt: skip
-        io.write_json(path, {**saved, own: record[own]})
+    elif _learns_hashes(saved, record):
+        logging.info("%s: recording the content hashes of the given generators", path)
+    else:
+        return
+    io.write_json(path, {**saved, **record})
 
 
 def cell_dir(
@@ -282,7 +342,7 @@ def _family_models(config: ExperimentConfig, cells_by_family: dict[str, list]) -
 
     classes = {"unet": SegmentTrainConfig, "stardist": StardistTrainConfig}
     path = pathlib.Path(config.workdir) / SETTINGS
-    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    saved = read_settings(path) if path.is_file() else {}
     models = {}
     for family in FAMILIES:
         if family != config.segmenter_family and not cells_by_family[family]:

@@ -1,7 +1,8 @@
 """The paper's representations for any ndim: seeds, Eq. 1 box maps, colored ellipses and masks.
 
-See `boxes` (stage 1 box domain), `seeds` (stage 1 point domain) and `colors` (stage 2
-domains and their decoding). All maps are float32 in the stored range [0, 1].
+See `boxes` (stage 1 box domain), `seeds` (stage 1 point domain), `colors` (stage 2
+domains and their decoding) and `render` (every representation of a set of nuclei, drawn
+in one place). All maps are float32 in the stored range [0, 1].
 """
 
 from nucgen_tf.geometry.boxes import (
@@ -27,6 +28,13 @@ from nucgen_tf.geometry.colors import (
     nearest_palette_index,
     render_colored_ellipses,
     render_colored_mask,
+)
+from nucgen_tf.geometry.render import (
+    CHANNELS,
+    REPRESENTATIONS,
+    check_outputs,
+    color_labels,
+    render_representations,
     render_stage2_pair,
 )
 from nucgen_tf.geometry.seeds import (
@@ -41,6 +49,8 @@ from nucgen_tf.geometry.seeds import (
 )
 
 __all__ = [
+    "CHANNELS",
+    "REPRESENTATIONS",
     "N_PRIMARY",
     "PALETTE",
     "SEED_KINDS",
@@ -51,8 +61,10 @@ __all__ = [
     "box_semi_axes",
     "boxes_from_box_map",
     "boxes_from_labels",
+    "check_outputs",
     "clustered_seeds",
     "color_graph",
+    "color_labels",
     "color_lookup",
     "color_lut",
     "default_box_threshold",
@@ -68,6 +80,7 @@ __all__ = [
     "render_box_map",
     "render_colored_ellipses",
     "render_colored_mask",
+    "render_representations",
     "render_seed_map",
     "render_stage2_pair",
 ]

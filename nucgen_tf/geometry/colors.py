@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage, spatial
 from skimage import measure
 
-from nucgen_tf.geometry.boxes import Boxes, _ellipse_windows, _validate_shape, boxes_from_labels
+from nucgen_tf.geometry.boxes import Boxes, _ellipse_windows, _validate_shape
 
 _MIN_SEMI_AXIS = 0.5
 N_PRIMARY = 7
@@ -555,28 +555,3 @@ def labels_from_colored_mask(
     lut = np.zeros(len(sizes), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lut[result]
-
-
-def render_stage2_pair(
-    labels: np.ndarray,
-    margin: float = 3.0,
-    boundary_width: int = 1,
-    rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One coloring, two renders: the (ellipses, colored mask) training pair of a label mask.
-
-    Args:
-        labels: (*spatial) int mask.
-        margin: color margin in pixels (RenderConfig.color_margin).
-        boundary_width: RenderConfig.boundary_width.
-        rng: optional palette shuffling (see `assign_colors`).
-
-    Returns:
-        ((*spatial, 3) colored ellipses, (*spatial, 4) colored mask + boundary), float32.
-    """
-    labels = np.asarray(labels)
-    boxes = boxes_from_labels(labels)
-    colors = assign_colors(color_graph(boxes, labels, margin), rng=rng)
-    ellipses = render_colored_ellipses(boxes, color_lookup(boxes, colors), labels.shape)
-    mask = render_colored_mask(labels, color_lut(colors, int(labels.max(initial=0)) + 1), boundary_width)
-    return ellipses, mask

@@ -20,7 +20,8 @@ _UPSAMPLE = {2: keras.layers.UpSampling2D, 3: keras.layers.UpSampling3D}
 Stride = int | Sequence[int]
 
 
-def _check_ndim(ndim: int) -> None:
+def check_ndim(ndim: int) -> None:
+    """Raise unless `ndim` is a spatial rank the layer tables hold (2 or 3)."""
     if ndim not in _CONV:
         raise ValueError(f"`ndim` must be 2 or 3. Received: ndim={ndim!r}")
 
@@ -171,16 +172,20 @@ def conv(
     name: str | None = None,
     dtype: str | None = None,
     padding: str = "same",
+    kernel_initializer: str | keras.initializers.Initializer | None = None,
 ) -> keras.layers.Layer:
-    """A convolution of rank `ndim` ("same": output size = input size / stride)."""
-    _check_ndim(ndim)
+    """A convolution of rank `ndim` ("same": output size = input size / stride).
+
+    `kernel_initializer` defaults to N(0, 0.02), the GANs' choice.
+    """
+    check_ndim(ndim)
     return _CONV[ndim](
         filters,
         as_stride(ndim, kernel_size),
         strides=as_stride(ndim, strides),
         padding=padding,
         use_bias=use_bias,
-        kernel_initializer=_init(),
+        kernel_initializer=_init() if kernel_initializer is None else kernel_initializer,
         name=name,
         dtype=dtype,
     )
@@ -195,16 +200,20 @@ def conv_transpose(
     use_bias: bool = True,
     name: str | None = None,
     dtype: str | None = None,
+    kernel_initializer: str | keras.initializers.Initializer | None = None,
 ) -> keras.layers.Layer:
-    """A "same"-padded transposed convolution (output size = input size * stride)."""
-    _check_ndim(ndim)
+    """A "same"-padded transposed convolution (output size = input size * stride).
+
+    `kernel_initializer` defaults to N(0, 0.02), the GANs' choice.
+    """
+    check_ndim(ndim)
     return _CONV_TRANSPOSE[ndim](
         filters,
         as_stride(ndim, kernel_size),
         strides=as_stride(ndim, strides),
         padding="same",
         use_bias=use_bias,
-        kernel_initializer=_init(),
+        kernel_initializer=_init() if kernel_initializer is None else kernel_initializer,
         name=name,
         dtype=dtype,
     )
@@ -212,7 +221,7 @@ def conv_transpose(
 
 def upsample(ndim: int, size: Stride = 2, *, name: str | None = None) -> keras.layers.Layer:
     """Nearest-neighbour up-sampling by `size` per axis."""
-    _check_ndim(ndim)
+    check_ndim(ndim)
     return _UPSAMPLE[ndim](size=as_stride(ndim, size), name=name)
 
 
@@ -240,7 +249,7 @@ def activation(kind: str, *, name: str | None = None, dtype: str | None = None) 
 
 def resolve_level_strides(ndim: int, levels: int, strides: Sequence[Stride] | None) -> list[tuple[int, ...]]:
     """Per-level, per-axis strides; `None` or empty means isotropic 2 at every level."""
-    _check_ndim(ndim)
+    check_ndim(ndim)
     if not strides:
         return [(2,) * ndim] * levels
     if len(strides) != levels:

@@ -28,8 +28,6 @@ CLASSES = ("background", "interior", "boundary")
 NUM_CLASSES = len(CLASSES)
 NORMS = ("batch", "instance", "none")
 
-_CONV = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
-_CONV_TRANSPOSE = {2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
 _POOL = {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}
 _SPATIAL_DROPOUT = {2: keras.layers.SpatialDropout2D, 3: keras.layers.SpatialDropout3D}
 
@@ -110,8 +108,7 @@ def build_unet_segmenter(
         A `keras.Model` mapping (B, *spatial, in_channels) to (B, *spatial, 3) class
         probabilities (background, interior, boundary), float32.
     """
-    if ndim not in _CONV:
-        raise ValueError(f"`ndim` must be 2 or 3. Received: ndim={ndim!r}")
+    L.check_ndim(ndim)
     if in_channels < 1:
         raise ValueError(f"`in_channels` must be >= 1. Received: in_channels={in_channels}")
     config = SegmenterConfig() if config is None else config
@@ -121,10 +118,10 @@ def build_unet_segmenter(
 
     def conv_block(x, n_filters, prefix):
         for i in (1, 2):
-            x = _CONV[ndim](
+            x = L.conv(
+                ndim,
                 n_filters,
                 config.kernel_size,
-                padding="same",
                 use_bias=use_bias,
                 kernel_initializer="he_normal",
                 name=f"{prefix}_conv{i}",
@@ -155,11 +152,11 @@ def build_unet_segmenter(
     x = dropout(conv_block(x, filters[config.depth], "bottom"), config.depth)
 
     for level in range(config.depth - 1, -1, -1):
-        x = _CONV_TRANSPOSE[ndim](
+        x = L.conv_transpose(
+            ndim,
             filters[level],
             strides[level],
             strides=strides[level],
-            padding="same",
             kernel_initializer="he_normal",
             name=f"dec{level}_up",
             dtype=dtype,
@@ -167,7 +164,15 @@ def build_unet_segmenter(
         x = keras.layers.Concatenate(axis=-1, name=f"dec{level}_skip", dtype=dtype)([x, skips[level]])
         x = conv_block(x, filters[level], f"dec{level}")
 
-    logits = _CONV[ndim](NUM_CLASSES, 1, name="out_conv", dtype="float32")(x)
+    logits = L.conv(
+        ndim,
+        NUM_CLASSES,
+        1,
+        padding="valid",
+        kernel_initializer="glorot_uniform",
+        name="out_conv",
+        dtype="float32",
+    )(x)
     outputs = keras.layers.Activation("softmax", name="out_softmax", dtype="float32")(logits)
     return keras.Model(inputs, outputs, name=name)
 

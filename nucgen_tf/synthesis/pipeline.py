@@ -334,7 +334,10 @@ def run_chain(
         colors, margin = color_nuclei(sample.boxes, None, r2.color_margin, rng["colors_stage2"])
         sample.report["color_margin_stage2"] = margin
         sample.box_colors = geometry.color_lookup(sample.boxes, colors)
-        sample.ellipses = geometry.render_colored_ellipses(sample.boxes, sample.box_colors, shape)
+        lut = geometry.color_lut(colors, int(sample.boxes.ids.max(initial=0)) + 1)
+        sample.ellipses = geometry.render_representations(
+            ("ellipses",), r2, boxes=sample.boxes, shape=shape, lut=lut
+        )["ellipses"]
         _stamp(sample, "ellipses", time.perf_counter() - start)
 
     masks = _timed_stage(generators.stages[2], samples, [s.ellipses for s in samples], settings, "stage2")
@@ -355,7 +358,9 @@ def run_chain(
         colors, margin = color_nuclei(final_boxes, labels, r3.color_margin, rng["colors_stage3"])
         sample.report["color_margin_stage3"] = margin
         lut = geometry.color_lut(colors, int(labels.max(initial=0)) + 1)
-        sample.stage3_input = geometry.render_colored_mask(labels, lut, r3.boundary_width)
+        sample.stage3_input = geometry.render_representations(
+            ("mask",), r3, labels=labels, boxes=final_boxes, lut=lut
+        )["mask"]
         _stamp(sample, "stage3_input", time.perf_counter() - start)
 
     images = _timed_stage(

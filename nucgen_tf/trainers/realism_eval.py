@@ -36,7 +36,7 @@ from skimage.segmentation import relabel_sequential
 
 from nucgen_tf import geometry, io, realism
 from nucgen_tf.config import NormConfig, RenderConfig
-from nucgen_tf.data import pipelines, sources
+from nucgen_tf.data import pipelines
 from nucgen_tf.data.normalize import IntensityStats
 from nucgen_tf.postprocess import decode
 from nucgen_tf.realism.distances import distance, scale
@@ -239,7 +239,7 @@ class ImageEvaluator:
         self.scale = _IntensityScale(stats, norm)
         self.inputs = []
         for index, (_, labels) in enumerate(fields):
-            lut = sources.color_lut(labels, render.color_margin, np.random.default_rng([seed, index]))
+            lut = geometry.color_labels(labels, render.color_margin, np.random.default_rng([seed, index]))
             self.inputs.append((labels, pipelines.render_patch(labels, lut, render, ("mask",))["mask"]))
         self.real = _check_real(realism.measure(fields), IMAGE_DISTANCES)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
+import shutil
 
 import pytest
 from absl import flags
 
-from nucgen_tf.experiments import augmentation
+from nucgen_tf import io
+from nucgen_tf.config import SeedConfig, to_dict
+from nucgen_tf.experiments import augmentation, runner
 from nucgen_tf.experiments import config as C
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -119,3 +123,87 @@ def test_flags_reject_bad_extra_eval():
 def test_flags_require_data_root():
     with pytest.raises(Exception, match="data_root"):
         _parse(["--workdir=/w"])
+
+
+def _export(folder: pathlib.Path, weights: bytes) -> None:
+    """A stand-in compact export: all that `content_hash` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "nucgen_manifest.json").write_text("{}")
+    (folder / "weights.npz").write_bytes(weights)
+
+
+def _given_chain(tmp_path, folder="models"):
+    """(config with `ours_models` = a stage1..3 folder, that folder)."""
+    models = tmp_path / folder
+    for stage in (1, 2, 3):
+        _export(models / f"stage{stage}", f"stage {stage}".encode())
+    config = C.with_overrides(C.smoke_preset("/data", str(tmp_path / "work")), {"ours_models": str(models)})
+    return config, models
+
+
+def _as_version_0(record: dict) -> dict:
+    """A record as written before content hashes: generator folders by path, no version."""
+    old = {k: v for k, v in record.items() if k not in ("config_version", "models", "model_paths")}
+    for key in C.MODEL_FIELDS:
+        old[key] = record.get("model_paths", {}).get(key)
+    return old
+
+
+def test_changed_generators_are_refused_naming_the_setting(tmp_path):
+    config, models = _given_chain(tmp_path)
+    runner.check_workdir(config)
+    (models / "stage3" / "weights.npz").write_bytes(b"retrained")
+    changed = r"experiment.json.*ours_models.stage3: 'sha256:\w+' -> 'sha256:\w+'"
+    with pytest.raises(io.DataError, match=changed):
+        runner.check_workdir(config)
+
+
+def test_the_same_generators_in_another_folder_are_accepted(tmp_path):
+    config, models = _given_chain(tmp_path)
+    runner.check_workdir(config)
+    path = tmp_path / "work" / runner.SETTINGS
+    before = path.read_bytes()
+    moved = tmp_path / "elsewhere" / "models"
+    shutil.copytree(models, moved)
+    shutil.rmtree(models)
+    runner.check_workdir(C.with_overrides(config, {"ours_models": str(moved)}))
+    assert path.read_bytes() == before
+
+
+def test_migrate_brings_an_old_record_to_this_version():
+    old = {
+        "data_root": "/data",
+        "gan": {"seed": 0, "seeds": to_dict(SeedConfig()), "spacing": [1.0, 2.0]},
+        "models_dir": None,
+        "ours_models": "/models",
+        "rp2p_models": "/models/stage3",
+        "sensor_noise": True,
+    }
+    migrated = C.migrate(old)
+    assert migrated["config_version"] == C.CONFIG_VERSION
+    assert migrated["models"] == {"ours_models": C.UNKNOWN_HASH, "rp2p_models": C.UNKNOWN_HASH}
+    assert migrated["model_paths"] == {"ours_models": "/models", "rp2p_models": "/models/stage3"}
+    assert not set(C.MODEL_FIELDS) & set(migrated)
+    # Settings added later compare as absent at the value their absence means.
+    assert migrated["gan"] == {"seed": 0, "spacing": [1.0, 2.0]} and migrated["sensor_noise"] is True
+    assert old["ours_models"] == "/models" and "seeds" in old["gan"]  # the input is left as it was
+    assert C.migrate(migrated) == migrated
+    with pytest.raises(ValueError, match="config_version"):
+        C.migrate({**migrated, "config_version": C.CONFIG_VERSION + 1})
+
+
+def test_an_old_workdir_records_the_generator_hashes_on_its_first_rerun(tmp_path):
+    config, models = _given_chain(tmp_path)
+    record = runner.settings_record(config)
+    path = tmp_path / "work" / runner.SETTINGS
+    io.write_json(path, _as_version_0(record))
+    moved = C.with_overrides(config, {"ours_models": str(tmp_path / "other")})
+    _given_chain(tmp_path, "other")
+    with pytest.raises(io.DataError, match=r"experiment.json.*ours_models: '.*models' -> '.*other'"):
+        runner.check_workdir(moved)  # unknown content: the old rule, by folder
+    runner.check_workdir(config)
+    saved = json.loads(path.read_text())
+    assert saved == record and saved["models"]["ours_models"]["stage1"].startswith("sha256:")
+    (models / "stage1" / "weights.npz").write_bytes(b"retrained")
+    with pytest.raises(io.DataError, match=r"ours_models.stage1: 'sha256:"):
+        runner.check_workdir(config)

@@ -1,7 +1,7 @@
 """The experiment loop: per training amount, per condition, per seed, one resumable cell.
 
 A cell trains the segmenter of `config.segmenter_family` (the U-Net of
-`segment.training.train_segmenter`, or StarDist via `segment.stardist_family.train_stardist`)
+`segment.training.train_segmenter`, or StarDist via `segment.stardist.train_stardist`)
 on the real subset plus the condition's synthetic folder, with the same steps for every
 condition, selects the model on the validation set (`select_on` of its config), predicts the test set and
 every `extra_eval` folder, scores them (`eval.evaluate_folders`, pooled over the images)
@@ -149,7 +149,7 @@ def family_api(family: str):
 
         return train_segmenter, load_segmenter, predict_folder
     if family == "stardist":
-        from nucgen_tf.segment import stardist_family as sdf
+        from nucgen_tf.segment import stardist as sdf
 
         return sdf.train_stardist, sdf.load_stardist, sdf.predict_folder
     raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
@@ -163,7 +163,7 @@ def family_of(segmenter) -> str:
 def model_name(family: str, segmenter_config) -> str:
     """The report's "Model" cell of a family's config."""
     if family == "stardist":
-        from nucgen_tf.segment.stardist_family import model_name as stardist_name
+        from nucgen_tf.segment.stardist import model_name as stardist_name
 
         return stardist_name(segmenter_config)
     return report.model_name(segmenter_config)
@@ -278,7 +278,7 @@ def _family_models(config: ExperimentConfig, cells_by_family: dict[str, list]) -
     """
     from nucgen_tf.config import from_dict
     from nucgen_tf.segment.config import SegmentTrainConfig
-    from nucgen_tf.segment.stardist_family import StardistTrainConfig
+    from nucgen_tf.segment.stardist import StardistTrainConfig
 
     classes = {"unet": SegmentTrainConfig, "stardist": StardistTrainConfig}
     path = pathlib.Path(config.workdir) / SETTINGS

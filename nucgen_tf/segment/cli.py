@@ -10,7 +10,7 @@
 image (same file name), skipping existing ones unless --overwrite. Post-processing flags left
 unset in `predict` use the values saved with the model.
 
-`--family=stardist` trains StarDist (2D/3D, `segment.stardist_family`; needs the `stardist`
+`--family=stardist` trains StarDist (2D/3D, `segment.stardist`; needs the `stardist`
 extra) on the same folders instead: the shared flags (--patch, --batch, --steps, --eval_every,
 --lr, --lr_final_fraction, --extra_fraction, --flips, --rot90, --select_on, --seed, --filters,
 --depth) apply when given, else StarDist's defaults; --rays, --grid, --anisotropy and
@@ -159,7 +159,7 @@ def train_config_from_flags():
 
 def stardist_config_from_flags():
     """The `StardistTrainConfig` of the parsed flags: StarDist's defaults, then the flags given."""
-    from nucgen_tf.segment.stardist_family import StardistTrainConfig
+    from nucgen_tf.segment.stardist import StardistTrainConfig
 
     f = flags.FLAGS
     values = {field: getattr(f, name) for name, field in _STARDIST_SHARED.items() if f[name].present}
@@ -205,7 +205,7 @@ def _train() -> None:
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     if f.family == "stardist":
-        from nucgen_tf.segment.stardist_family import train_stardist as train
+        from nucgen_tf.segment.stardist import train_stardist as train
     else:
         from nucgen_tf.segment.training import train_segmenter as train
     out = train(f.data, f.val, f.out, config, extra_dirs=f.extra or ())
@@ -213,7 +213,7 @@ def _train() -> None:
 
 
 def _predict_stardist() -> None:
-    from nucgen_tf.segment.stardist_family import predict_folder
+    from nucgen_tf.segment.stardist import predict_folder
 
     f = flags.FLAGS
     try:
@@ -230,7 +230,7 @@ def _predict() -> None:
     import pathlib
 
     from nucgen_tf.segment.predict import load_segmenter, predict_folder
-    from nucgen_tf.segment.stardist_family import META_FILE
+    from nucgen_tf.segment.stardist import META_FILE
 
     f = flags.FLAGS
     if not f.model or not f.images or not f.out:

@@ -8,6 +8,7 @@ the `segmenter.json` sidecar so that `predict` rebuilds the same post-processing
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from nucgen_tf.config import NormConfig
 from nucgen_tf.models.segmenters import SegmenterConfig, check_input_shape
@@ -99,6 +100,8 @@ class SegmentTrainConfig:
     jit_compile: bool = False
     seed: int = 0
 
+    family: ClassVar[str] = "unet"  # its `segment.family.FAMILIES` entry
+
     def __post_init__(self):
         object.__setattr__(self, "patch_shape", tuple(int(s) for s in self.patch_shape))
         object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
@@ -148,3 +151,9 @@ class SegmentTrainConfig:
     @property
     def ndim(self) -> int:
         return len(self.patch_shape)
+
+
+def model_name(config: SegmentTrainConfig) -> str:
+    """The report's "Model" cell, e.g. "U-Net (2D, 3-class, 16 filters, depth 4)"."""
+    net = config.network
+    return f"U-Net ({config.ndim}D, 3-class, {net.base_filters} filters, depth {net.depth})"

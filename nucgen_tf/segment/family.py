@@ -99,15 +99,27 @@ class SegmenterFamily(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A `SegmenterFamily` made of its module's functions (one row of `FAMILIES`)."""
+    """A `SegmenterFamily` made of its modules' functions (one row of `FAMILIES`).
 
-    name: str
+    Attributes:
+        config_type: its training config class; its `family` is the family's name.
+        sidecar: see `SegmenterFamily`.
+        train_fn: (config, folders, out_dir) -> model folder.
+        load_fn: model folder -> loaded segmenter.
+        predict_folder_fn: (segmenter or folder, images_dir, out_dir, **options) -> label files.
+        model_name_fn: config -> the report's "Model" cell.
+    """
+
     config_type: type
     sidecar: str
     train_fn: Callable[[Any, Folders, PathLike], pathlib.Path]
     load_fn: Callable[[PathLike], LoadedSegmenter]
     predict_folder_fn: Callable[..., list[pathlib.Path]]
     model_name_fn: Callable[[Any], str]
+
+    @property
+    def name(self) -> str:
+        return self.config_type.family
 
     def train(self, config: Any, folders: Folders, out_dir: PathLike) -> Trained:
         if not isinstance(config, self.config_type):
@@ -131,28 +143,17 @@ class Family:
         return self.model_name_fn(config)
 
 
-FAMILIES: Mapping[str, SegmenterFamily] = types.MappingProxyType(
-    {
-        "unet": Family(
-            name="unet",
-            config_type=unet_config.SegmentTrainConfig,
-            sidecar=unet_predict.SIDECAR_FILE,
-            train_fn=unet_training.train,
-            load_fn=unet_predict.load_segmenter,
-            predict_folder_fn=unet_predict.predict_folder,
-            model_name_fn=unet_config.model_name,
-        ),
-        "stardist": Family(
-            name="stardist",
-            config_type=stardist_config.StardistTrainConfig,
-            sidecar=stardist_config.META_FILE,
-            train_fn=stardist_loop.train,
-            load_fn=stardist.load_stardist,
-            predict_folder_fn=stardist.predict_folder,
-            model_name_fn=stardist_config.model_name,
-        ),
-    }
-)
+def _registry(*families: Family) -> Mapping[str, SegmenterFamily]:
+    return types.MappingProxyType({family.name: family for family in families})
+
+
+# Rows: config class, sidecar, train, load, predict_folder, model name.
+FAMILIES = _registry(
+    Family(unet_config.SegmentTrainConfig, unet_predict.SIDECAR_FILE, unet_training.train,
+           unet_predict.load_segmenter, unet_predict.predict_folder, unet_config.model_name),
+    Family(stardist_config.StardistTrainConfig, stardist_config.META_FILE, stardist_loop.train,
+           stardist.load_stardist, stardist.predict_folder, stardist_config.model_name),
+)  # fmt: skip
 # The family of a folder without another family's sidecar (its loader names what is missing).
 DEFAULT_FAMILY = "unet"
 

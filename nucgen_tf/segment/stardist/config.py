@@ -9,6 +9,8 @@ import dataclasses
 import types
 from typing import ClassVar
 
+from nucgen_tf.segment.config import check_training_fields
+
 MODEL_NAME = "model"
 META_FILE = "stardist.json"
 RUN_FILE = "run.json"
@@ -90,11 +92,6 @@ class StardistTrainConfig:
         for name in ("batch_size", "steps", "eval_every", "unet_n_filter_base", "unet_n_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.steps % self.eval_every:
-            raise ValueError(
-                "`steps` must be a multiple of `eval_every` (one validation and checkpoint per "
-                f"`eval_every` steps). Received: steps={self.steps}, eval_every={self.eval_every}"
-            )
         if self.n_rays < 3:
             raise ValueError(f"`n_rays` must be >= 3. Received: n_rays={self.n_rays}")
         if self.grid and (len(self.grid) != ndim or min(self.grid) < 1):
@@ -114,31 +111,13 @@ class StardistTrainConfig:
                 "`anisotropy` must be () or, for 3D patches, 3 positive numbers (Z, Y, X). "
                 f"Received: anisotropy={self.anisotropy}, patch_shape={self.patch_shape}"
             )
-        if not self.lr > 0:
-            raise ValueError(f"`lr` must be > 0. Received: lr={self.lr}")
-        if not 0.0 <= self.lr_final_fraction <= 1.0:
-            raise ValueError(
-                f"`lr_final_fraction` must be in [0, 1]. Received: lr_final_fraction={self.lr_final_fraction}"
-            )
-        if not 0.0 <= self.extra_fraction <= 1.0:
-            raise ValueError(
-                f"`extra_fraction` must be in [0, 1]. Received: extra_fraction={self.extra_fraction}"
-            )
-        if self.rot90 and self.patch_shape[-1] != self.patch_shape[-2]:
-            raise ValueError(
-                "`rot90` needs a square YX patch. Received: "
-                f"patch_shape={self.patch_shape}; set rot90=False or use a square patch."
-            )
         low_high = self.percentiles
         if len(low_high) != 2 or not 0.0 <= low_high[0] < low_high[1] <= 100.0:
             raise ValueError(
                 "`percentiles` must be (low, high) with 0 <= low < high <= 100. "
                 f"Received: percentiles={low_high}"
             )
-        if self.select_on not in SELECT_ON:
-            raise ValueError(
-                f"`select_on` must be one of {SELECT_ON}. Received: select_on={self.select_on!r}"
-            )
+        check_training_fields(self, SELECT_ON)
 
     @property
     def ndim(self) -> int:

@@ -28,7 +28,7 @@ setup(
         # TensorFlow comes from an extra so that GPU users do not get a second, CPU-only copy.
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        # StarDist: the second segmenter family of the experiments (nucgen_tf.segment.stardist_family).
+        # StarDist: the second segmenter family of the experiments (nucgen_tf.segment.stardist).
         "stardist": ["stardist==0.9.2"],
         "test": ["pytest>=7", "ruff>=0.4", "stardist==0.9.2"],
     },

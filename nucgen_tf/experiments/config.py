@@ -22,7 +22,7 @@ from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig, 
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.models.segmenters import SegmenterConfig
 from nucgen_tf.segment.config import SegmentTrainConfig
-from nucgen_tf.segment.stardist_family import StardistTrainConfig
+from nucgen_tf.segment.stardist.config import StardistTrainConfig
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
 # The paper's conditions, in Table I order.

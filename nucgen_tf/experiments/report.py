@@ -43,12 +43,6 @@ _INK = (40, 40, 40)
 _GRID = (225, 225, 225)
 
 
-def model_name(segmenter_config) -> str:
-    """The table's "Model" cell for a `SegmentTrainConfig`."""
-    net = segmenter_config.network
-    return f"U-Net ({segmenter_config.ndim}D, 3-class, {net.base_filters} filters, depth {net.depth})"
-
-
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
     """{"mean", "std" (sample, ddof=1; None for fewer than 2 values), "n", "values"}."""
     values = [float(v) for v in values]

@@ -1,7 +1,7 @@
 """The experiment loop: per training amount, per condition, per seed, one resumable cell.
 
-A cell trains the segmenter of `config.segmenter_family` (the U-Net of
-`segment.training.train_segmenter`, or StarDist via `segment.stardist_family.train_stardist`)
+A cell trains the segmenter of `config.segmenter_family` (its `segment.family.FAMILIES` entry:
+the U-Net of `segment.training`, or StarDist of `segment.stardist`)
 on the real subset plus the condition's synthetic folder, with the same steps for every
 condition, selects the model on the validation set (`select_on` of its config), predicts the test set and
 every `extra_eval` folder, scores them (`eval.evaluate_folders`, pooled over the images)
@@ -47,6 +47,8 @@ from nucgen_tf.experiments import conditions as cond
 from nucgen_tf.experiments import config as C
 from nucgen_tf.experiments import report
 from nucgen_tf.experiments.config import FAMILIES, SLUGS, ExperimentConfig
+from nucgen_tf.segment import data as seg_data
+from nucgen_tf.segment import family as seg_family
 
 RESULT = "result.json"
 SETTINGS = "experiment.json"
@@ -196,61 +198,14 @@ def cell_dir(
     )
 
 
-def family_api(family: str):
-    """(train, load, predict_folder) of a segmenter family, imported on demand.
-
-    Both families share the call shapes `train(train_dirs, val_dir, out_dir, config,
-    extra_dirs=...) -> model_dir`, `load(model_dir) -> segmenter` (with `.ndim` and `.meta`)
-    and `predict_folder(segmenter, data_dir, out_dir)`.
-    """
-    if family == "unet":
-        from nucgen_tf.segment.predict import load_segmenter, predict_folder
-        from nucgen_tf.segment.training import train_segmenter
-
-        return train_segmenter, load_segmenter, predict_folder
-    if family == "stardist":
-        from nucgen_tf.segment import stardist_family as sdf
-
-        return sdf.train_stardist, sdf.load_stardist, sdf.predict_folder
-    raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
-
-
-def family_of(segmenter) -> str:
-    """The family of a loaded segmenter ("unet" unless it says otherwise)."""
-    return getattr(segmenter, "family", "unet")
-
-
-def model_name(family: str, segmenter_config) -> str:
-    """The report's "Model" cell of a family's config."""
-    if family == "stardist":
-        from nucgen_tf.segment.stardist_family import model_name as stardist_name
-
-        return stardist_name(segmenter_config)
-    return report.model_name(segmenter_config)
-
-
-def _figures(pooled) -> dict:
-    return {
-        "pixel_f1": pooled.pixel_f1,
-        "instance_f1": pooled.instance_f1,
-        "object_f1": pooled.object_f1,
-        "mean_ap": pooled.mean_ap,
-        "n_images": pooled.n_images,
-        "n_true": pooled.n_true,
-        "n_pred": pooled.n_pred,
-        "pooled": pooled.to_dict(),
-    }
-
-
 def evaluate_segmenter(segmenter, folder: pathlib.Path, pred_dir: pathlib.Path) -> dict:
     """Predicts every image of a data folder and scores the labels pooled over the images."""
     from nucgen_tf.eval import pool
     from nucgen_tf.eval.evaluate import evaluate_folders
 
-    _, _, predict_folder = family_api(family_of(segmenter))
-    predict_folder(segmenter, folder, pred_dir)
-    per_image = evaluate_folders(pred_dir, folder, ndim=segmenter.ndim)
-    return _figures(pool(per_image.values()))
+    seg_family.family_of(segmenter.config).predict_folder(segmenter, folder, pred_dir)
+    pooled = pool(evaluate_folders(pred_dir, folder, ndim=segmenter.ndim).values())
+    return {**seg_data.figures(pooled), "n_images": pooled.n_images, "pooled": pooled.to_dict()}
 
 
 def _eval_sets(config: ExperimentConfig, test_dir: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -272,8 +227,7 @@ def run_cell(
     Returns:
         The cell's result (also in `<cell>/result.json`).
     """
-    family = config.segmenter_family
-    train_segmenter, load_segmenter, _ = family_api(family)
+    family = seg_family.family_of(config.segmenter_config)
     folder = cell_dir(config, amount.n_train, condition, seed)
     path = folder / RESULT
     sets = _eval_sets(config, test_dir)
@@ -281,7 +235,7 @@ def run_cell(
         result = json.loads(path.read_text(encoding="utf-8"))
         missing = [name for name in sets if name not in result["evals"]]
         if missing:
-            segmenter = load_segmenter(folder / "segmenter")
+            segmenter = family.load(folder / "segmenter")
             for name in missing:
                 logging.info("scoring %s for the finished cell %s", name, folder)
                 result["evals"][name] = evaluate_segmenter(segmenter, sets[name], folder / "pred" / name)
@@ -289,24 +243,23 @@ def run_cell(
         return result
     started = time.perf_counter()
     seg_config = dataclasses.replace(config.segmenter_config, seed=seed)
-    model_dir = train_segmenter(
-        [amount.train], val_dir, folder / "segmenter", seg_config, extra_dirs=[synthetic] if synthetic else ()
-    )
-    trained = time.perf_counter()
-    segmenter = load_segmenter(model_dir)
+    folders = seg_data.Folders([amount.train], val_dir, [synthetic] if synthetic else ())
+    trained = family.train(seg_config, folders, folder / "segmenter")
+    trained_at = time.perf_counter()
+    segmenter = family.load(trained.model_dir)
     evals = {name: evaluate_segmenter(segmenter, d, folder / "pred" / name) for name, d in sets.items()}
     result = {
         "n_train": amount.n_train,
         "condition": condition,
         "seed": seed,
         "evals": evals,
-        "val": segmenter.meta.get("val_scores", {}),
-        "best_step": segmenter.meta.get("step"),
+        "val": trained.val_scores,
+        "best_step": trained.step,
         "synthetic": None if synthetic is None else str(synthetic),
-        "segmenter": str(model_dir),
-        "seconds": {"train": trained - started, "evaluate": time.perf_counter() - trained},
-        "segmenter_family": family,
-        "model": model_name(family, seg_config),
+        "segmenter": str(trained.model_dir),
+        "seconds": {"train": trained_at - started, "evaluate": time.perf_counter() - trained_at},
+        "segmenter_family": family.name,
+        "model": family.model_name(seg_config),
         "segmenter_config": to_dict(seg_config),
     }
     io.write_json(path, result)
@@ -337,10 +290,7 @@ def _family_models(config: ExperimentConfig, cells_by_family: dict[str, list]) -
     were made with), else from this config.
     """
     from nucgen_tf.config import from_dict
-    from nucgen_tf.segment.config import SegmentTrainConfig
-    from nucgen_tf.segment.stardist_family import StardistTrainConfig
 
-    classes = {"unet": SegmentTrainConfig, "stardist": StardistTrainConfig}
     path = pathlib.Path(config.workdir) / SETTINGS
     saved = read_settings(path) if path.is_file() else {}
     models = {}
@@ -350,11 +300,11 @@ def _family_models(config: ExperimentConfig, cells_by_family: dict[str, list]) -
         own = getattr(config, FAMILY_KEYS[family])
         if family != config.segmenter_family and FAMILY_KEYS[family] in saved:
             try:
-                own = from_dict(classes[family], saved[FAMILY_KEYS[family]])
+                own = from_dict(seg_family.FAMILIES[family].config_type, saved[FAMILY_KEYS[family]])
             except (TypeError, ValueError) as err:
                 logging.warning("%s: unreadable %s entry (%s); naming the model from this run's config",
                                 path, FAMILY_KEYS[family], err)  # fmt: skip
-        models[family] = model_name(family, own)
+        models[family] = seg_family.FAMILIES[family].model_name(own)
     return models
 
 

@@ -9,11 +9,15 @@ Pieces: `targets` (labels -> background / interior / boundary), the network
 (`nucgen_tf.models.segmenters`), `training` (tf.data patches of real + extra folders, Keras
 fit, checkpoints, model selection by `nucgen_tf.eval` scores), `instances` (probabilities ->
 labels by seeded watershed), `predict` (tiled prediction, label TIFFs) and `cli`
-(`nucgen segment train|predict`).
+(`nucgen segment train|predict`). StarDist, the second family, is `segment.stardist`; both
+share `data` (folders, labelled image sets, pooled scores, label TIFFs) and are driven
+through one `family.SegmenterFamily` protocol (`family.FAMILIES[config.family]`).
 """
 
 from nucgen_tf.models.segmenters import CLASSES, SegmenterConfig, build_unet_segmenter
 from nucgen_tf.segment.config import InstanceConfig, SegmentTrainConfig
+from nucgen_tf.segment.data import Folders
+from nucgen_tf.segment.family import FAMILIES, SegmenterFamily, family_of, family_of_folder
 from nucgen_tf.segment.instances import instances_from_probabilities
 from nucgen_tf.segment.predict import (
     Segmenter,
@@ -27,11 +31,16 @@ from nucgen_tf.segment.training import train_segmenter
 
 __all__ = [
     "CLASSES",
+    "FAMILIES",
+    "Folders",
     "InstanceConfig",
     "SegmentTrainConfig",
     "Segmenter",
     "SegmenterConfig",
+    "SegmenterFamily",
     "build_unet_segmenter",
+    "family_of",
+    "family_of_folder",
     "instances_from_probabilities",
     "load_segmenter",
     "predict_folder",

@@ -10,7 +10,7 @@
 image (same file name), skipping existing ones unless --overwrite. Post-processing flags left
 unset in `predict` use the values saved with the model.
 
-`--family=stardist` trains StarDist (2D/3D, `segment.stardist_family`; needs the `stardist`
+`--family=stardist` trains StarDist (2D/3D, `segment.stardist`; needs the `stardist`
 extra) on the same folders instead: the shared flags (--patch, --batch, --steps, --eval_every,
 --lr, --lr_final_fraction, --extra_fraction, --flips, --rot90, --select_on, --seed, --filters,
 --depth) apply when given, else StarDist's defaults; --rays, --grid, --anisotropy and
@@ -159,7 +159,7 @@ def train_config_from_flags():
 
 def stardist_config_from_flags():
     """The `StardistTrainConfig` of the parsed flags: StarDist's defaults, then the flags given."""
-    from nucgen_tf.segment.stardist_family import StardistTrainConfig
+    from nucgen_tf.segment.stardist import StardistTrainConfig
 
     f = flags.FLAGS
     values = {field: getattr(f, name) for name, field in _STARDIST_SHARED.items() if f[name].present}
@@ -196,6 +196,9 @@ def _refuse_other_family_flags(command: str, family: str) -> None:
 
 
 def _train() -> None:
+    from nucgen_tf.segment.data import Folders
+    from nucgen_tf.segment.family import family_of
+
     f = flags.FLAGS
     if not f.data or not f.out:
         raise app.UsageError("`segment train` needs --data and --out.")
@@ -204,56 +207,43 @@ def _train() -> None:
         config = stardist_config_from_flags() if f.family == "stardist" else train_config_from_flags()
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    if f.family == "stardist":
-        from nucgen_tf.segment.stardist_family import train_stardist as train
-    else:
-        from nucgen_tf.segment.training import train_segmenter as train
-    out = train(f.data, f.val, f.out, config, extra_dirs=f.extra or ())
-    logging.info("%s segmenter saved in %s", f.family, out)
+    trained = family_of(config).train(config, Folders(f.data, f.val, f.extra or ()), f.out)
+    logging.info("%s segmenter saved in %s", f.family, trained.model_dir)
 
 
-def _predict_stardist() -> None:
-    from nucgen_tf.segment.stardist_family import predict_folder
-
-    f = flags.FLAGS
+def _stardist_predict_options(f, family) -> tuple:
+    """(model folder, predict_folder options) of the StarDist predict flags."""
     try:
         n_tiles = tuple(int(v) for v in f.n_tiles) or None
     except ValueError as error:
         raise app.UsageError(f"--n_tiles takes ints. Received: {f.n_tiles}") from error
-    written = predict_folder(
-        f.model, f.images, f.out, f.prob_thresh, f.nms_thresh, n_tiles, overwrite=f.overwrite
-    )
-    logging.info("%d label files in %s", len(written), f.out)
+    return f.model, {"prob_thresh": f.prob_thresh, "nms_thresh": f.nms_thresh, "n_tiles": n_tiles}
 
 
-def _predict() -> None:
-    import pathlib
-
-    from nucgen_tf.segment.predict import load_segmenter, predict_folder
-    from nucgen_tf.segment.stardist_family import META_FILE
-
-    f = flags.FLAGS
-    if not f.model or not f.images or not f.out:
-        raise app.UsageError("`segment predict` needs --model, --images and --out.")
-    family = "stardist" if (pathlib.Path(f.model) / META_FILE).is_file() else "unet"
-    _refuse_other_family_flags("predict", family)
-    if family == "stardist":
-        return _predict_stardist()
-    segmenter = load_segmenter(f.model)
+def _unet_predict_options(f, family) -> tuple:
+    """(loaded segmenter, predict_folder options) of the U-Net predict flags over its saved values."""
+    segmenter = family.load(f.model)
     try:
         instances = _instance_config(segmenter.config.instances)
         tile = [int(v) for v in f.tile] or None
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    written = predict_folder(
-        segmenter,
-        f.images,
-        f.out,
-        instances=instances,
-        tile_shape=tile,
-        margin=f.margin,
-        overwrite=f.overwrite,
-    )
+    return segmenter, {"instances": instances, "tile_shape": tile, "margin": f.margin}
+
+
+_PREDICT_OPTIONS = {"unet": _unet_predict_options, "stardist": _stardist_predict_options}
+
+
+def _predict() -> None:
+    from nucgen_tf.segment.family import family_of_folder
+
+    f = flags.FLAGS
+    if not f.model or not f.images or not f.out:
+        raise app.UsageError("`segment predict` needs --model, --images and --out.")
+    family = family_of_folder(f.model)
+    _refuse_other_family_flags("predict", family.name)
+    model, options = _PREDICT_OPTIONS[family.name](f, family)
+    written = family.predict_folder(model, f.images, f.out, overwrite=f.overwrite, **options)
     logging.info("%d label files in %s", len(written), f.out)
 
 

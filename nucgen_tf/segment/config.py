@@ -8,12 +8,48 @@ the `segmenter.json` sidecar so that `predict` rebuilds the same post-processing
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 from nucgen_tf.config import NormConfig
 from nucgen_tf.models.segmenters import SegmenterConfig, check_input_shape
 from nucgen_tf.trainers.runtime import PRECISIONS
 
 SELECT_ON = ("instance_f1", "object_f1", "val_loss")
+
+
+def check_training_fields(config: Any, select_on: tuple[str, ...]) -> None:
+    """Checks the fields every family's training config shares: schedule, sampling, selection.
+
+    Args:
+        config: a training config with steps, eval_every, lr, lr_final_fraction,
+            extra_fraction, rot90, patch_shape and select_on.
+        select_on: the validation scores this family can select on.
+
+    Raises:
+        ValueError: naming the field and its value.
+    """
+    if config.steps % config.eval_every:
+        raise ValueError(
+            "`steps` must be a multiple of `eval_every` (one validation and checkpoint per "
+            f"`eval_every` steps). Received: steps={config.steps}, eval_every={config.eval_every}"
+        )
+    if not config.lr > 0:
+        raise ValueError(f"`lr` must be > 0. Received: lr={config.lr}")
+    if not 0.0 <= config.lr_final_fraction <= 1.0:
+        raise ValueError(
+            f"`lr_final_fraction` must be in [0, 1]. Received: lr_final_fraction={config.lr_final_fraction}"
+        )
+    if not 0.0 <= config.extra_fraction <= 1.0:
+        raise ValueError(
+            f"`extra_fraction` must be in [0, 1]. Received: extra_fraction={config.extra_fraction}"
+        )
+    if config.rot90 and config.patch_shape[-1] != config.patch_shape[-2]:
+        raise ValueError(
+            "`rot90` needs a square YX patch. Received: "
+            f"patch_shape={config.patch_shape}; set rot90=False or use a square patch."
+        )
+    if config.select_on not in select_on:
+        raise ValueError(f"`select_on` must be one of {select_on}. Received: select_on={config.select_on!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +135,8 @@ class SegmentTrainConfig:
     jit_compile: bool = False
     seed: int = 0
 
+    family: ClassVar[str] = "unet"  # its `segment.family.FAMILIES` entry
+
     def __post_init__(self):
         object.__setattr__(self, "patch_shape", tuple(int(s) for s in self.patch_shape))
         object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
@@ -110,36 +148,13 @@ class SegmentTrainConfig:
         for name in ("batch_size", "steps", "eval_every", "boundary_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.steps % self.eval_every:
-            raise ValueError(
-                "`steps` must be a multiple of `eval_every` (one validation and checkpoint per "
-                f"`eval_every` steps). Received: steps={self.steps}, eval_every={self.eval_every}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"`lr` must be > 0. Received: lr={self.lr}")
-        if not 0.0 <= self.lr_final_fraction <= 1.0:
-            raise ValueError(
-                f"`lr_final_fraction` must be in [0, 1]. Received: lr_final_fraction={self.lr_final_fraction}"
-            )
         if len(self.class_weights) != 3 or min(self.class_weights) <= 0:
             raise ValueError(
                 f"`class_weights` must be 3 positive numbers. Received: class_weights={self.class_weights}"
             )
         if self.dice_weight < 0:
             raise ValueError(f"`dice_weight` must be >= 0. Received: dice_weight={self.dice_weight}")
-        if not 0.0 <= self.extra_fraction <= 1.0:
-            raise ValueError(
-                f"`extra_fraction` must be in [0, 1]. Received: extra_fraction={self.extra_fraction}"
-            )
-        if self.rot90 and self.patch_shape[-1] != self.patch_shape[-2]:
-            raise ValueError(
-                "`rot90` needs a square YX patch. Received: "
-                f"patch_shape={self.patch_shape}; set rot90=False or use a square patch."
-            )
-        if self.select_on not in SELECT_ON:
-            raise ValueError(
-                f"`select_on` must be one of {SELECT_ON}. Received: select_on={self.select_on!r}"
-            )
+        check_training_fields(self, SELECT_ON)
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}"
@@ -148,3 +163,9 @@ class SegmentTrainConfig:
     @property
     def ndim(self) -> int:
         return len(self.patch_shape)
+
+
+def model_name(config: SegmentTrainConfig) -> str:
+    """The report's "Model" cell, e.g. "U-Net (2D, 3-class, 16 filters, depth 4)"."""
+    net = config.network
+    return f"U-Net ({config.ndim}D, 3-class, {net.base_filters} filters, depth {net.depth})"

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-from absl import logging
 
 from nucgen_tf import io
 from nucgen_tf.config import from_dict
 from nucgen_tf.data import normalize as nz
 from nucgen_tf.models import segmenters
+from nucgen_tf.segment import data as seg_data
 from nucgen_tf.segment.config import InstanceConfig, SegmentTrainConfig
 from nucgen_tf.segment.instances import instances_from_probabilities
 
@@ -246,15 +246,8 @@ def predict_folder(
     """
     paths = io.list_images(images_dir)
     segmenter = model_dir if isinstance(model_dir, Segmenter) else load_segmenter(model_dir)
-    out_dir = pathlib.Path(out_dir)
-    written = []
-    for path in paths:
-        target = out_dir / f"{path.stem}.tif"
-        if target.exists() and not overwrite:
-            logging.info("%s exists, skipped", target)
-        else:
-            labels = segmenter.instances(io.read_image(path, segmenter.ndim), instances, tile_shape, margin)
-            io.write_labels(target, labels)
-            logging.info("%s: %d nuclei -> %s", path.name, int(labels.max(initial=0)), target)
-        written.append(target)
-    return written
+
+    def labels_of(image: np.ndarray) -> np.ndarray:
+        return segmenter.instances(image, instances, tile_shape, margin)
+
+    return seg_data.write_label_folder(paths, out_dir, segmenter.ndim, labels_of, overwrite)

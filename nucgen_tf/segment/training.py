@@ -39,12 +39,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from nucgen_tf import eval as nuc_eval
 from nucgen_tf import io
 from nucgen_tf.config import from_dict, to_dict
 from nucgen_tf.data import augment
 from nucgen_tf.data import normalize as nz
 from nucgen_tf.models import segmenters
+from nucgen_tf.segment import data as seg_data
 from nucgen_tf.segment import predict as sp
 from nucgen_tf.segment.config import SegmentTrainConfig
 from nucgen_tf.segment.instances import instances_from_probabilities
@@ -52,7 +52,7 @@ from nucgen_tf.segment.targets import three_class_target
 from nucgen_tf.trainers import runtime
 from nucgen_tf.trainers.summaries import Summaries
 
-PathLike = str | os.PathLike
+PathLike = seg_data.PathLike
 
 # Offsets the stream that picks (set, image) from the stream of crops and flips.
 _PICK_STREAM = 0x51C4
@@ -78,13 +78,6 @@ class ImageSet:
         return len(self.images)
 
 
-def _pairs(dirs: Sequence[PathLike]) -> list[io.ImagePair]:
-    pairs = []
-    for folder in dirs:
-        pairs.extend(io.list_pairs(folder))
-    return pairs
-
-
 def load_image_set(
     pairs: Sequence[io.ImagePair],
     config: SegmentTrainConfig,
@@ -92,16 +85,13 @@ def load_image_set(
     keep_labels: bool = False,
 ) -> ImageSet:
     """Reads, normalizes (with the real training set's `stats`) and targets every pair."""
-    names, images, targets, labels = [], [], [], []
-    for pair in pairs:
-        image, truth = io.read_pair(pair, config.ndim)
-        lo, hi = nz.image_range(image, stats, config.norm)
-        names.append(pair.name)
-        images.append(nz.normalize(image, lo, hi))
-        targets.append(three_class_target(truth, config.boundary_width))
-        if keep_labels:
-            labels.append(truth)
-    return ImageSet(names, images, targets, labels if keep_labels else None)
+
+    def normalize(image: np.ndarray) -> np.ndarray:
+        return nz.normalize(image, *nz.image_range(image, stats, config.norm))
+
+    read = seg_data.read_images(pairs, config.ndim, normalize)
+    targets = [three_class_target(truth, config.boundary_width) for truth in read.labels]
+    return ImageSet(read.names, read.images, targets, read.labels if keep_labels else None)
 
 
 def _class_fractions(images: ImageSet) -> np.ndarray:
@@ -201,22 +191,13 @@ def validate(model: keras.Model, val: ImageSet, config: SegmentTrainConfig, loss
     into instances with `config.instances`, and scored against its labels; counts are
     pooled over the set. The loss is the pixel-weighted mean of `loss_fn` per image.
     """
-    scores, loss_sum, pixels = [], 0.0, 0
-    for image, target, truth in zip(val.images, val.targets, val.labels):
+    predictions, loss_sum, pixels = [], 0.0, 0
+    for image, target in zip(val.images, val.targets):
         probs = sp.predict_probabilities(model, image, config.network)
-        scores.append(nuc_eval.score(truth, instances_from_probabilities(probs, config.instances)))
+        predictions.append(instances_from_probabilities(probs, config.instances))
         loss_sum += float(loss_fn(target[None], probs[None])) * target.size
         pixels += target.size
-    pooled = nuc_eval.pool(scores)
-    return {
-        "pixel_f1": pooled.pixel_f1,
-        "instance_f1": pooled.instance_f1,
-        "object_f1": pooled.object_f1,
-        "mean_ap": pooled.mean_ap,
-        "n_true": pooled.n_true,
-        "n_pred": pooled.n_pred,
-        "val_loss": loss_sum / max(pixels, 1),
-    }
+    return {**seg_data.pooled_figures(val.labels, predictions), "val_loss": loss_sum / max(pixels, 1)}
 
 
 class _EvalCallback(keras.callbacks.Callback):
@@ -367,34 +348,35 @@ def train_segmenter(
     Raises:
         nucgen_tf.io.DataError: a folder or file is missing or inconsistent.
     """
+    folders = seg_data.Folders(train_dirs, val_dir, extra_dirs)
+    return train(SegmentTrainConfig() if config is None else config, folders, out_dir)
+
+
+def train(config: SegmentTrainConfig, folders: seg_data.Folders, out_dir: PathLike) -> pathlib.Path:
+    """`train_segmenter` of a config and its `Folders` (the U-Net's `SegmenterFamily.train`)."""
     previous = keras.config.dtype_policy()
     try:
-        return _train(train_dirs, val_dir, out_dir, config, extra_dirs)
+        return _train(config, folders, out_dir)
     finally:
         # `set_precision` changes the global policy; leave the caller's as it was.
         keras.config.set_dtype_policy(previous)
 
 
-def _train(train_dirs, val_dir, out_dir, config, extra_dirs) -> pathlib.Path:
-    config = SegmentTrainConfig() if config is None else config
-    if isinstance(train_dirs, (str, os.PathLike)):
-        train_dirs = [train_dirs]
-    if isinstance(extra_dirs, (str, os.PathLike)):
-        extra_dirs = [extra_dirs]
-    if not train_dirs:
-        raise ValueError("`train_dirs` needs at least one real training folder. Received: train_dirs=[]")
+def _train(config: SegmentTrainConfig, folders: seg_data.Folders, out_dir: PathLike) -> pathlib.Path:
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     policy = runtime.set_precision(config.precision)
 
-    real_pairs = _pairs(train_dirs)
+    real_pairs = seg_data.list_pairs(folders.train)
     stats = nz.cached_intensity_stats(
         out_dir / "intensity_stats.json", [p.image_path for p in real_pairs], config.norm, config.ndim
     )
     real = load_image_set(real_pairs, config, stats)
-    extra = load_image_set(_pairs(extra_dirs), config, stats) if extra_dirs else None
-    val = None if val_dir is None else load_image_set(_pairs([val_dir]), config, stats, keep_labels=True)
+    extra = load_image_set(seg_data.list_pairs(folders.extra), config, stats) if folders.extra else None
+    val = None
+    if folders.val is not None:
+        val = load_image_set(seg_data.list_pairs([folders.val]), config, stats, keep_labels=True)
     logging.info(
         "segmenter data: %d real images%s%s; class fractions (bg, interior, boundary) %s",
         len(real),
@@ -426,9 +408,7 @@ def _train(train_dirs, val_dir, out_dir, config, extra_dirs) -> pathlib.Path:
         "ndim": config.ndim,
         "classes": list(segmenters.CLASSES),
         "size_multiple": list(segmenters.size_multiple(config.ndim, config.network)),
-        "train_dirs": [str(d) for d in train_dirs],
-        "extra_dirs": [str(d) for d in extra_dirs],
-        "val_dir": None if val_dir is None else str(val_dir),
+        **folders.record(),
         "num_train_images": len(real),
         "num_extra_images": 0 if extra is None else len(extra),
         "training_precision": policy,

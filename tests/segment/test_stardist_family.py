@@ -20,7 +20,8 @@ import pytest
 from nucgen_tf import io, phantoms
 from nucgen_tf.eval import pool
 from nucgen_tf.eval.evaluate import evaluate_folders
-from nucgen_tf.segment import stardist_family as sdf
+from nucgen_tf.segment import stardist as sdf
+from nucgen_tf.segment.stardist import loop as sd_loop
 from tests.helpers import write_disc_pairs
 
 
@@ -188,7 +189,7 @@ def test_train_resume_predict_2d(stardist, tmp_path, monkeypatch):
         steps_seen.append(step)
         return original_sample(real, extra, cfg, step)
 
-    monkeypatch.setattr(sdf, "sample_batch", spy)
+    monkeypatch.setattr(sd_loop, "sample_batch", spy)
     original_validate = sdf.validate
 
     def validate_then_crash(model, images, thresholds):
@@ -196,7 +197,7 @@ def test_train_resume_predict_2d(stardist, tmp_path, monkeypatch):
             raise _Interrupt  # a kill after the step-4 checkpoint, before step 8 is saved
         return original_validate(model, images, thresholds)
 
-    monkeypatch.setattr(sdf, "validate", validate_then_crash)
+    monkeypatch.setattr(sd_loop, "validate", validate_then_crash)
     with pytest.raises(_Interrupt):
         sdf.train_stardist([train], val, out, config, extra_dirs=[synthetic])
     assert steps_seen == list(range(8))
@@ -204,7 +205,7 @@ def test_train_resume_predict_2d(stardist, tmp_path, monkeypatch):
     assert [h["step"] for h in history["history"]] == [4]
 
     # The rerun continues from the step-4 checkpoint (weights, optimizer and step).
-    monkeypatch.setattr(sdf, "validate", original_validate)
+    monkeypatch.setattr(sd_loop, "validate", original_validate)
     steps_seen.clear()
     assert sdf.train_stardist([train], val, out, config, extra_dirs=[synthetic]) == out
     assert steps_seen == list(range(4, 8))

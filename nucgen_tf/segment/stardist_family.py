@@ -611,7 +611,7 @@ def train_stardist(
         },
     }
 
-    from nucgen_tf.trainers.summaries import Summaries
+    from nucgen_tf.summaries import Summaries
 
     summaries = Summaries(out_dir)
     try:

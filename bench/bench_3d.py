@@ -17,8 +17,8 @@ into a temporary folder. Then, each in its own subprocess (so that the peak RSS,
 - synthesis: `nucgen synthesize` end to end at 32 x 128 x 128 with the preset's seed
   arrangement and spacing, (a) untrained generators of the preset's size (network cost;
   their noise box maps decode to few nuclei) at batch 1 and, as baseline, batch 2, and
-  (b) the hand-set reference chain (`synthesis.testing.export_reference_models`: nearly free
-  networks but real nuclei, so decoding, the k-terminal cut and writing are measured).
+  (b) the hand-set reference chain (`tests.tiny_generators.export_reference_models`: nearly
+  free networks but real nuclei, so decoding, the k-terminal cut and writing are measured).
 
 The machine's other jobs slow every figure alike; compare rows of one run, not runs. CPU
 seconds (`time.process_time`) are less sensitive to them: "min on 2 idle cores" assumes the
@@ -71,7 +71,8 @@ def _train_worker(spec: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    from nucgen_tf.trainers import loop, runtime, stages
+    from nucgen_tf import runtime
+    from nucgen_tf.trainers import loop, stages
 
     cfg = _stage_config(spec["stage"], spec["data"], spec["workdir"], spec["batch"])
     keras.utils.set_random_seed(0)
@@ -114,20 +115,23 @@ def _synth_worker(spec: dict) -> dict:
     import numpy as np
     from absl import logging
 
-    from nucgen_tf.synthesis import models, testing
+    from nucgen_tf.synthesis import models
     from nucgen_tf.synthesis.options import SynthesisOptions
     from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage
     from nucgen_tf.synthesize import synthesize
+    from tests import tiny_generators
 
     logging.set_verbosity(logging.ERROR)
     cfg = _stage_config(1, spec["data"], spec["workdir"], 1)
     folder = pathlib.Path(spec["workdir"]) / "models"
     if spec["kind"] == "unet":
-        testing.export_untrained_models(
+        tiny_generators.export_untrained_models(
             folder, CANVAS, cfg.generator.base_filters, cfg.generator.depth, seeds=cfg.seeds
         )
     else:
-        testing.export_reference_models(folder, CANVAS, nucleus_radius=(5.0, 10.0, 10.0), seeds=cfg.seeds)
+        tiny_generators.export_reference_models(
+            folder, CANVAS, nucleus_radius=(5.0, 10.0, 10.0), seeds=cfg.seeds
+        )
     chain = models.load_generators(folder)
     settings = ChainSettings(tile=(1024,), overlap=(64,), batch_size=spec["batch"])
     for k, channels in ((1, 1), (2, 3), (3, 4)):  # trace each network at the canvas shape

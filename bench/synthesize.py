@@ -6,13 +6,13 @@ For 2D 512 x 512 and 3D 32 x 128 x 128 canvases it exports two model sets to a t
 folder and times `synthesize()` (seeds -> 3 generators -> decoding -> files, previews
 included) under several settings:
 
-- untrained U-Nets (`synthesis.testing.export_untrained_models`, base filters `--filters`,
+- untrained U-Nets (`tests.tiny_generators.export_untrained_models`, base filters `--filters`,
   depth `--depth`): the network cost of small real generators. Their box maps are noise, so
   decoding is not representative. Settings: one pass with batch 1 (the default), batch 4
   (the baseline batching is meant to beat) and tiles (2D: 256 px with 32 overlap; 3D:
   32 x 64 x 64 with 16 overlap) against one pass.
 - the bundled BBBC039 generators (2D only): trained networks, real decoding work.
-- hand-set reference convolutions (`synthesis.testing.export_reference_models`): nearly
+- hand-set reference convolutions (`tests.tiny_generators.export_reference_models`): nearly
   free networks but realistic nuclei, so the numpy side (rendering, stage-1/2 decoding,
   recoloring, alignment, writing) is measured with real content.
 
@@ -46,10 +46,11 @@ from absl import logging  # noqa: E402
 
 from nucgen_tf import pretrained  # noqa: E402
 from nucgen_tf.config import SeedConfig  # noqa: E402
-from nucgen_tf.synthesis import models, testing  # noqa: E402
+from nucgen_tf.synthesis import models  # noqa: E402
 from nucgen_tf.synthesis.options import SynthesisOptions  # noqa: E402
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage  # noqa: E402
 from nucgen_tf.synthesize import synthesize  # noqa: E402
+from tests import tiny_generators  # noqa: E402
 
 BEFORE = "61f42a2"  # the last commit with the nearest-palette stage-2 decoder
 CANVAS = {2: (512, 512), 3: (32, 128, 128)}
@@ -172,14 +173,14 @@ def main() -> None:
         for ndim in (2, 3):
             n = args.n or (2 if args.quick else (16 if ndim == 2 else 8))
             print(f"\n{ndim}D canvas {CANVAS[ndim]}, {n} samples per setting")
-            unet = testing.export_untrained_models(
+            unet = tiny_generators.export_untrained_models(
                 tmp / f"unet{ndim}",
                 PATCH[ndim],
                 base_filters=args.filters,
                 depth=args.depth,
                 seeds=SEEDS[ndim],
             )
-            reference = testing.export_reference_models(
+            reference = tiny_generators.export_reference_models(
                 tmp / f"ref{ndim}",
                 PATCH[ndim],
                 nucleus_radius=8.0 if ndim == 2 else (2.0, 5.0, 5.0),

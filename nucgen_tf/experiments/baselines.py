@@ -154,9 +154,10 @@ def train_polygon_cyclegan(
     import keras
     import tensorflow as tf
 
+    from nucgen_tf import runtime
     from nucgen_tf.data import pipelines
     from nucgen_tf.models import gan
-    from nucgen_tf.trainers import export, loop, runtime, stages
+    from nucgen_tf.trainers import export, loop, stages
     from nucgen_tf.trainers.config import downsampling_factor
 
     workdir = pathlib.Path(workdir)

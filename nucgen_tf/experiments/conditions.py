@@ -25,9 +25,9 @@ from nucgen_tf import io
 from nucgen_tf.config import to_dict
 from nucgen_tf.experiments import baselines
 from nucgen_tf.experiments.config import SLUGS, ExperimentConfig
+from nucgen_tf.exported.manifest import MANIFEST
 
 PathLike = str | pathlib.Path
-MANIFEST = "nucgen_manifest.json"
 COMPLETE = "complete.json"
 
 

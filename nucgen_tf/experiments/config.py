@@ -80,7 +80,7 @@ class GanSettings:
         stage1_steps, stage2_steps, stage3_steps, pcyclegan_steps: training steps.
         lr: Adam learning rate of the CycleGANs.
         pix2pix_lr: Adam learning rate of stage 3 (pix2pix learns faster at 1e-3).
-        precision: dtype policy (`trainers.runtime.set_precision`).
+        precision: dtype policy (`nucgen_tf.runtime.set_precision`).
         clipnorm: global-norm gradient clipping of every GAN optimizer (0 = off).
         checkpoint_every: steps between checkpoints (each run resumes from its last one).
         seed: seeds the GAN runs and the synthetic samples.

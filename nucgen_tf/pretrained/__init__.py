@@ -1,7 +1,7 @@
 """Generators bundled with the package, so that `nucgen synthesize` runs without any data.
 
 Each bundle is a folder with `stage1/`, `stage2/`, `stage3/`, each holding compact float16
-weights and the training manifest (`nucgen_tf.trainers.export.compact_export`), plus a
+weights and the training manifest (`nucgen_tf.exported.generator.compact_export`), plus a
 `README.md` that says how they were trained. `nucgen synthesize` uses `bbbc039_2d` when no
 `--models` is given.
 """

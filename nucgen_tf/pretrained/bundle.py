@@ -3,7 +3,7 @@
     python -m nucgen_tf.pretrained.bundle --models runs/bbbc039_cpu/models --name bbbc039_2d
     python -m nucgen_tf.pretrained.bundle --models runs/mine/models --out bundles/mine   # anywhere
 
-Each stage's SavedModel becomes float16 weights + its manifest (`export.compact_export`);
+Each stage's SavedModel becomes float16 weights + its manifest (`exported.generator.compact_export`);
 the bundle's `bundle.json` records where they came from and their sizes.
 """
 
@@ -14,19 +14,20 @@ import pathlib
 from absl import app, flags, logging
 
 from nucgen_tf import io
-from nucgen_tf.synthesis.models import STAGE_DIRS, content_hash
+from nucgen_tf.exported.manifest import content_hash, read_manifest
+from nucgen_tf.synthesis.models import STAGE_DIRS
 
 
 def bundle(models_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
     """Compact-export `models_dir/stage{1,2,3}` to `out_dir/stage{1,2,3}`; returns the record."""
-    from nucgen_tf.trainers import export
+    from nucgen_tf.exported.generator import compact_export  # imports TensorFlow
 
     models_dir, out_dir = pathlib.Path(models_dir), pathlib.Path(out_dir)
     record = {"source": str(models_dir.resolve()), "stages": {}}
     for name in STAGE_DIRS:
-        target = export.compact_export(models_dir / name, out_dir / name)
+        target = compact_export(models_dir / name, out_dir / name)
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-        manifest = export.read_manifest(target)
+        manifest = read_manifest(target)
         record["stages"][name] = {
             "source_sha256": content_hash(models_dir / name),
             "step": manifest.get("step"),

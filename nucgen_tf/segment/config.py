@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from nucgen_tf.config import NormConfig
 from nucgen_tf.models.segmenters import SegmenterConfig, check_input_shape
-from nucgen_tf.trainers.runtime import PRECISIONS
+from nucgen_tf.runtime import PRECISIONS
 
 SELECT_ON = ("instance_f1", "object_f1", "val_loss")
 

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from nucgen_tf import io
+from nucgen_tf import io, runtime
 from nucgen_tf.config import from_dict, to_dict
 from nucgen_tf.data import augment
 from nucgen_tf.data import normalize as nz
@@ -49,8 +49,7 @@ from nucgen_tf.segment import predict as sp
 from nucgen_tf.segment.config import SegmentTrainConfig
 from nucgen_tf.segment.instances import instances_from_probabilities
 from nucgen_tf.segment.targets import three_class_target
-from nucgen_tf.trainers import runtime
-from nucgen_tf.trainers.summaries import Summaries
+from nucgen_tf.summaries import Summaries
 
 PathLike = seg_data.PathLike
 

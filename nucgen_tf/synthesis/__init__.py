@@ -7,7 +7,6 @@
 - `pipeline`: the three-stage chain for a batch of samples (decode, recolor, denormalize).
 - `alignment`: per-sample check that the image shows the mask's nuclei.
 - `writers`: output layouts (StarDist / Cellpose), previews, manifests.
-- `testing`: untrained and hand-set exported generators for smoke tests and benchmarks.
 
 Submodules are imported on demand; this file imports nothing (no TensorFlow).
 """

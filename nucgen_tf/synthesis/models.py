@@ -1,9 +1,9 @@
 """Load and check the three exported generators that synthesis chains.
 
 `--models DIR` holds `stage1/`, `stage2/` and `stage3/`, each an exported generator
-(SavedModel + `nucgen_manifest.json`, see `nucgen_tf.trainers.export`). They must agree on
-ndim and have the channel layouts the chain needs (1 -> 1, 3 -> 4, 4 -> 1); a mismatch is
-reported with the offending folder before any sample is drawn.
+(SavedModel or compact weights + `nucgen_manifest.json`, see `nucgen_tf.exported`). They
+must agree on ndim and have the channel layouts the chain needs (1 -> 1, 3 -> 4, 4 -> 1); a
+mismatch is reported with the offending folder before any sample is drawn.
 
 `load_stage` loads one export on its own and `load_image_stage` a mask -> image generator
 with what puts its output on the data's intensity scale, for jobs that need only stage 3
@@ -13,8 +13,6 @@ with what puts its output on the data's intensity scale, for jobs that need only
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import pathlib
 from typing import Any
 
@@ -22,36 +20,13 @@ import numpy as np
 
 from nucgen_tf.config import NormConfig, RenderConfig, SeedConfig, from_dict
 from nucgen_tf.data.normalize import IntensityStats
+from nucgen_tf.exported.manifest import MANIFEST, NOT_AN_EXPORT, check_manifest, content_hash, read_manifest
 from nucgen_tf.io import DataError
 from nucgen_tf.sensor import SensorModel
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 
 STAGE_DIRS = ("stage1", "stage2", "stage3")
 CHANNELS = {1: (1, 1), 2: (3, 4), 3: (4, 1)}
-_MANIFEST = "nucgen_manifest.json"  # trainers.export.MANIFEST, without importing TensorFlow
-
-
-_COMPACT_WEIGHTS = "weights.npz"  # trainers.export.WEIGHTS
-
-
-def content_hash(directory: str | pathlib.Path) -> str:
-    """sha256 of a SavedModel's graph (`saved_model.pb`) and weight index (`variables.index`),
-    or of a compact export's `weights.npz` and manifest.
-
-    The index stores a checksum of every variable's bytes, so the hash changes with any
-    weight while reading only two small files.
-    """
-    directory = pathlib.Path(directory)
-    digest = hashlib.sha256()
-    compact = (directory / _COMPACT_WEIGHTS).is_file()
-    parts = (_COMPACT_WEIGHTS, _MANIFEST) if compact else ("saved_model.pb", "variables/variables.index")
-    for part in parts:
-        path = directory / part
-        if not path.is_file():
-            raise DataError(path, f"missing; {directory} is not a complete SavedModel export")
-        digest.update(part.encode())
-        digest.update(path.read_bytes())
-    return "sha256:" + digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,49 +149,20 @@ def _sub_config(manifest: dict, key: str, cls: type, path: pathlib.Path):
         raise DataError(path, f"invalid `config.{key}` in the manifest: {err}") from err
 
 
-def _check_manifest(
-    stage: int | str, path: pathlib.Path, manifest: dict, channels: tuple[int, int] | None = None
-) -> tuple[int, tuple[int, ...]]:
-    """(ndim, divisor) of a manifest that fits `stage` (`channels`: default `CHANNELS[stage]`)."""
-    recorded = manifest.get("stage")
-    if recorded is not None and str(recorded) != str(stage):
-        raise DataError(path, f"manifest says stage {recorded}, but the folder is used as stage {stage}")
-    ndim = manifest.get("ndim")
-    if ndim not in (2, 3):
-        raise DataError(path, f"manifest `ndim` must be 2 or 3, got {ndim!r}")
-    want = channels or CHANNELS[stage]
-    found = (manifest.get("input", {}).get("channels"), manifest.get("output", {}).get("channels"))
-    if found != want:
-        raise DataError(
-            path,
-            f"stage {stage} must map {want[0]} -> {want[1]} channels, "
-            f"its manifest says {found[0]} -> {found[1]}",
-        )
-    divisor = manifest.get("divisor")
-    if not isinstance(divisor, list) or len(divisor) != ndim or any(int(d) < 1 for d in divisor):
-        raise DataError(path, f"manifest `divisor` must be {ndim} positive ints, got {divisor!r}")
-    return ndim, tuple(int(d) for d in divisor)
-
-
 def _read_manifest(
     stage: int | str, path: pathlib.Path, missing: str, channels: tuple[int, int] | None = None
 ) -> tuple[dict, int, tuple[int, ...]]:
-    """(manifest, ndim, divisor) of the export in `path`, checked without TensorFlow.
+    """(manifest, ndim, divisor) of the export in `path`, checked for `stage` without TensorFlow.
 
-    `missing` ends the message when the folder or its manifest is missing.
+    `missing` ends the message when the folder or its manifest is missing; `channels`
+    defaults to `CHANNELS[stage]`.
     """
-    if not (path / _MANIFEST).is_file():
-        what = "folder not found" if not path.is_dir() else f"no {_MANIFEST}"
-        raise DataError(path, f"{what}; {missing}")
-    try:
-        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(path / _MANIFEST, f"unreadable manifest ({err})") from err
-    return (manifest, *_check_manifest(stage, path, manifest, channels))
+    manifest = read_manifest(path, missing)
+    return (manifest, *check_manifest(path, manifest, stage, channels or CHANNELS[stage]))
 
 
 def _load_model(stage: int | str, path: pathlib.Path, manifest: dict, divisor: tuple[int, ...]) -> StageModel:
-    from nucgen_tf.trainers.export import ExportedGenerator  # imports TensorFlow
+    from nucgen_tf.exported.generator import ExportedGenerator  # imports TensorFlow
 
     sha = content_hash(path)
     try:
@@ -235,9 +181,7 @@ def load_stage(
         DataError: the folder, its manifest or its SavedModel is missing or does not fit.
     """
     path = pathlib.Path(path)
-    manifest, _, divisor = _read_manifest(
-        stage, path, "not an exported generator (a folder written by `nucgen train`)", channels
-    )
+    manifest, _, divisor = _read_manifest(stage, path, NOT_AN_EXPORT, channels)
     return _load_model(stage, path, manifest, divisor)
 
 
@@ -280,12 +224,12 @@ def load_image_stage(path: str | pathlib.Path, stage: int | str = 3) -> ImageSta
         DataError: neither is an export, or it does not map a colored mask to an image.
     """
     path = pathlib.Path(path)
-    if (path / STAGE_DIRS[2] / _MANIFEST).is_file():
+    if (path / STAGE_DIRS[2] / MANIFEST).is_file():
         path = path / STAGE_DIRS[2]
-    elif path.is_dir() and not (path / _MANIFEST).is_file():
+    elif path.is_dir() and not (path / MANIFEST).is_file():
         raise DataError(
             path,
-            f"no {STAGE_DIRS[2]}/ and no {_MANIFEST}: give a folder holding stage3/ or a stage-3 "
+            f"no {STAGE_DIRS[2]}/ and no {MANIFEST}: give a folder holding stage3/ or a stage-3 "
             "export (written by `nucgen train`)",
         )
     return image_stage(load_stage(path, stage, CHANNELS[3]))
@@ -337,7 +281,7 @@ def manifest_arrangement(models_dir: str | pathlib.Path) -> FittedArrangement | 
     try:
         return FittedArrangement.from_dict(manifest["arrangement_fit"])
     except (TypeError, ValueError) as err:
-        raise DataError(path / _MANIFEST, f"holds an invalid arrangement_fit: {err}") from err
+        raise DataError(path / MANIFEST, f"holds an invalid arrangement_fit: {err}") from err
 
 
 def load_generators(models_dir: str | pathlib.Path) -> Generators:

@@ -6,7 +6,7 @@ import dataclasses
 
 from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-from nucgen_tf.trainers.runtime import PRECISIONS, STRATEGIES
+from nucgen_tf.runtime import PRECISIONS, STRATEGIES
 
 STAGES = (1, 2, 3)
 

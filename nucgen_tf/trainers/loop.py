@@ -24,8 +24,8 @@ from absl import logging
 
 from nucgen_tf.models.gan import SKIPPED
 from nucgen_tf.progress import Progress
+from nucgen_tf.summaries import Summaries
 from nucgen_tf.trainers.config import TrainConfig
-from nucgen_tf.trainers.summaries import Summaries
 
 if TYPE_CHECKING:
     from nucgen_tf.trainers.realism_eval import Evaluation

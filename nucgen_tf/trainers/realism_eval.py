@@ -365,7 +365,7 @@ class Evaluation:
         return step % self.every == 0 or step == final_step
 
     def run(self, step: int, summaries) -> Result:
-        """Checks the generator at `step`; `summaries` is the run's `trainers.summaries.Summaries`."""
+        """Checks the generator at `step`; `summaries` is the run's `nucgen_tf.summaries.Summaries`."""
         start = time.perf_counter()
         result = self.evaluate(self.serve)
         seconds = time.perf_counter() - start

@@ -14,14 +14,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from nucgen_tf import io
+from nucgen_tf import io, runtime
 from nucgen_tf.config import to_dict
 from nucgen_tf.data import normalize, pipelines
 from nucgen_tf.models import gan
 from nucgen_tf.models.schedules import LinearDecay
 from nucgen_tf.sensor import SensorModel, fit_sensor
 from nucgen_tf.synthesis import arrangement_fit
-from nucgen_tf.trainers import export, loop, realism_eval, runtime
+from nucgen_tf.trainers import export, loop, realism_eval
 from nucgen_tf.trainers.config import StageConfig, TrainConfig
 
 # Channel layouts of the stage domains (see README "The representations").

@@ -113,11 +113,11 @@ def test_workdir_refuses_other_settings(tmp_path):
 def test_rp2p_images_get_the_stage3_camera_noise_and_keep_their_masks(tmp_path):
     import json
 
-    from nucgen_tf.synthesis import testing
     from tests.helpers import write_disc_pairs
+    from tests.tiny_generators import export_reference_models
 
     real = write_disc_pairs(tmp_path / "real", seeds=[0, 1], shape=(64, 64))
-    models = testing.export_reference_models(tmp_path / "models", (64, 64), nucleus_radius=5.0)
+    models = export_reference_models(tmp_path / "models", (64, 64), nucleus_radius=5.0)
     manifest_path = models / "stage3" / "nucgen_manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["sensor"] = {"model": "poisson-gaussian", "gain": 1.0, "offset_variance": 9.0, "max_value": 4095}

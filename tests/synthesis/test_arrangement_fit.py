@@ -17,10 +17,11 @@ from nucgen_tf import geometry, io
 from nucgen_tf import synthesize as synth
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.realism.shapes import nearest_neighbour_distances
-from nucgen_tf.synthesis import arrangement_fit, sampling, testing
+from nucgen_tf.synthesis import arrangement_fit, sampling
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 from nucgen_tf.synthesis.models import seed_geometry
 from nucgen_tf.synthesis.options import SynthesisOptions
+from tests import tiny_generators
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CANVAS = (256, 256)
@@ -199,7 +200,7 @@ def test_other_arrangements_record_no_fit(tiny, tmp_path):
 
 def test_the_default_draws_from_the_fit_stage1_recorded(real_fit, tmp_path):
     folder = tmp_path / "models"
-    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
+    tiny_generators.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
     manifest_path = folder / "stage1" / "nucgen_manifest.json"
     io.write_json(manifest_path, {**json.loads(manifest_path.read_text()), "arrangement_fit": real_fit.to_dict()})
     manifest = synth.synthesize(_options(folder, tmp_path / "out", shape=CANVAS))
@@ -219,7 +220,7 @@ def test_the_default_on_models_without_a_fit_falls_back_to_mixed_and_says_so(tin
 
 def test_a_bad_recorded_fit_is_named(real_fit, tmp_path):
     folder = tmp_path / "models"
-    testing.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
+    tiny_generators.export_untrained_models(folder, (32, 32), base_filters=4, depth=2)
     manifest_path = folder / "stage1" / "nucgen_manifest.json"
     bad = {**real_fit.to_dict(), "interaction": 3.0}
     io.write_json(manifest_path, {**json.loads(manifest_path.read_text()), "arrangement_fit": bad})

@@ -12,8 +12,9 @@ import tifffile
 
 from nucgen_tf import geometry, io
 from nucgen_tf.paint import PaintOptions, paint
-from nucgen_tf.synthesis import models, sampling, testing
+from nucgen_tf.synthesis import models, sampling
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, to_intensity
+from tests import tiny_generators
 from tests.helpers import write_disc_pairs
 
 PATCH = {2: (64, 64), 3: (8, 32, 32)}
@@ -31,7 +32,7 @@ def reference(tmp_path_factory):
         if (ndim, sensor) not in cache:
             folder = tmp_path_factory.mktemp(f"reference{ndim}d")
             radius = 5.0 if ndim == 2 else (2.0, 4.0, 4.0)
-            testing.export_reference_models(folder, PATCH[ndim], nucleus_radius=radius)
+            tiny_generators.export_reference_models(folder, PATCH[ndim], nucleus_radius=radius)
             if sensor:
                 path = folder / "stage3" / "nucgen_manifest.json"
                 path.write_text(json.dumps({**json.loads(path.read_text()), "sensor": SENSOR}))

@@ -16,10 +16,11 @@ import tifffile
 
 from nucgen_tf import geometry, io
 from nucgen_tf.config import SeedConfig
-from nucgen_tf.synthesis import models, sampling, testing, writers
+from nucgen_tf.synthesis import models, sampling, writers
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage, to_intensity
 from nucgen_tf.synthesize import synthesize
+from tests import tiny_generators
 
 PATCH = {2: (64, 64), 3: (8, 32, 32)}
 ODD = {2: (66, 70), 3: (9, 34, 30)}  # not multiples of the divisor 4
@@ -35,12 +36,14 @@ def exported(tmp_path_factory):
         if (kind, ndim) not in cache:
             folder = tmp_path_factory.mktemp(f"{kind}{ndim}d")
             if kind == "untrained":
-                testing.export_untrained_models(
+                tiny_generators.export_untrained_models(
                     folder, PATCH[ndim], base_filters=4, depth=2, seeds=SEEDS[ndim]
                 )
             else:
                 radius = 5.0 if ndim == 2 else (2.0, 4.0, 4.0)
-                testing.export_reference_models(folder, PATCH[ndim], nucleus_radius=radius, seeds=SEEDS[ndim])
+                tiny_generators.export_reference_models(
+                    folder, PATCH[ndim], nucleus_radius=radius, seeds=SEEDS[ndim]
+                )
             cache[kind, ndim] = folder
         return cache[kind, ndim]
 

@@ -10,10 +10,11 @@ import tifffile
 
 from nucgen_tf.models.config import GeneratorConfig
 from nucgen_tf.paint import paint_labels
-from nucgen_tf.synthesis import models, sampling, testing
+from nucgen_tf.synthesis import models, sampling
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, with_texture_noise
 from nucgen_tf.synthesize import synthesize
+from tests import tiny_generators
 
 NOISY = GeneratorConfig(architecture="pix2pix", base_filters=4, depth=2, noise_channels=1)
 
@@ -28,7 +29,7 @@ def _noise_echo(divisor=(8, 8)) -> models.StageModel:
 def noisy_models(tmp_path_factory):
     """Untrained chain whose stage 3 is a pix2pix generator with a noise channel that shows."""
     folder = tmp_path_factory.mktemp("noisy")
-    return testing.export_untrained_models(
+    return tiny_generators.export_untrained_models(
         folder, (64, 64), base_filters=4, depth=2, stage3=NOISY, noise_scale=0.5
     )
 
@@ -82,7 +83,7 @@ def test_same_seed_and_index_give_identical_samples_and_the_noise_varies_the_tex
 
 
 def test_a_generator_without_noise_channels_ignores_the_texture_stream(tmp_path):
-    plain = testing.export_untrained_models(tmp_path / "plain", (64, 64), base_filters=4, depth=2)
+    plain = tiny_generators.export_untrained_models(tmp_path / "plain", (64, 64), base_filters=4, depth=2)
     painter = models.load_image_stage(plain)  # a unet3x3 stage 3, as exported before noise channels
     assert painter.model.noise_channels == 0
     labels = np.zeros((64, 64), np.int32)

@@ -12,8 +12,10 @@ import tensorflow as tf
 from nucgen_tf import geometry
 from nucgen_tf.config import NormConfig, RenderConfig
 from nucgen_tf.data.normalize import IntensityStats, normalize
+from nucgen_tf.exported.generator import load_generator
+from nucgen_tf.exported.manifest import read_manifest
 from nucgen_tf.synthesis import pipeline
-from nucgen_tf.trainers import export, realism_eval, stages
+from nucgen_tf.trainers import realism_eval, stages
 from nucgen_tf.trainers.config import EvalConfig, StageConfig
 from tests.conftest import _require
 from tests.trainers.test_training_runs import _scalars_and_images, _tiny
@@ -195,7 +197,7 @@ def test_each_stage_logs_realism_keeps_the_best_and_exports_it(tmp_path, bbbc039
     cfg = _tiny(stage, str(bbbc039_train), patch=(32, 32), steps=4, image_every=100)
     cfg = _with_eval(cfg, bbbc039_val, every=2)
     workdir = tmp_path / "run"
-    manifest = export.read_manifest(stages.train(cfg, workdir))
+    manifest = read_manifest(stages.train(cfg, workdir))
     lines = _lines(workdir)
     assert [line["step"] for line in lines] == [2, 4]
     for line in lines:
@@ -251,7 +253,7 @@ def test_best_is_kept_by_score_exported_and_known_after_resume(tmp_path, bbbc039
     assert [line["score"] for line in _lines(workdir)] == [3.0, 1.0, 2.0]
     assert realism_eval.read_best(workdir)["step"] == 4
     assert json.loads((workdir / "best.json").read_text()) == {"step": 4, "score": 1.0}
-    serve, manifest = export.load_generator(target)
+    serve, manifest = load_generator(target)
     assert manifest["selected"] == {"by": "realism", "step": 4, "score": 1.0, "trained_steps": 6}
     exported = serve(x).numpy()
     np.testing.assert_allclose(exported, outputs[1], atol=1e-5)  # the step-4 generator ...
@@ -265,7 +267,7 @@ def test_best_is_kept_by_score_exported_and_known_after_resume(tmp_path, bbbc039
 
     # Resumed: a score of 1.5 at step 8 would be a new run's best, but not this run's.
     resumed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=8))
-    manifest = export.read_manifest(stages.train(resumed, workdir))
+    manifest = read_manifest(stages.train(resumed, workdir))
     assert [line["step"] for line in _lines(workdir)] == [2, 4, 6, 8]
     assert manifest["selected"] == {"by": "realism", "step": 4, "score": 1.0, "trained_steps": 8}
     assert json.loads((workdir / "best.json").read_text()) == {"step": 4, "score": 1.0}
@@ -275,7 +277,7 @@ def test_export_checkpoint_latest_exports_the_last_step(tmp_path, bbbc039_train,
     x, outputs = _fake_scores(monkeypatch, [1.0, 3.0])
     cfg = _tiny(3, str(bbbc039_train), patch=(32, 32), steps=4, image_every=100, lr=5e-3)
     cfg = _with_eval(cfg, "unused", every=2, export_checkpoint="latest")
-    serve, manifest = export.load_generator(stages.train(cfg, tmp_path / "run"))
+    serve, manifest = load_generator(stages.train(cfg, tmp_path / "run"))
     assert manifest["selected"] == {"by": "latest", "step": 4, "score": 3.0, "trained_steps": 4}
     assert manifest["step"] == 4
     np.testing.assert_allclose(serve(x).numpy(), outputs[1], atol=1e-5)
@@ -286,7 +288,7 @@ def test_export_checkpoint_latest_exports_the_last_step(tmp_path, bbbc039_train,
 def test_no_finite_score_exports_the_last_step(tmp_path, bbbc039_train, monkeypatch):
     _fake_scores(monkeypatch, [np.inf])
     cfg = _with_eval(_tiny(3, str(bbbc039_train), patch=(32, 32), steps=2), "unused", every=2)
-    manifest = export.read_manifest(stages.train(cfg, tmp_path / "run"))
+    manifest = read_manifest(stages.train(cfg, tmp_path / "run"))
     assert manifest["selected"] == {"by": "latest", "step": 2, "score": None, "trained_steps": 2}
     assert _lines(tmp_path / "run")[0]["score"] is None
     assert not (tmp_path / "run" / "best.json").exists()
@@ -296,7 +298,7 @@ def test_eval_off_leaves_the_run_as_before(tmp_path, bbbc039_train):
     cfg = _tiny(3, str(bbbc039_train), patch=(32, 32), steps=2)
     assert cfg.evaluation == EvalConfig() and not cfg.evaluation.every
     workdir = tmp_path / "run"
-    manifest = export.read_manifest(stages.train(cfg, workdir))
+    manifest = read_manifest(stages.train(cfg, workdir))
     assert "selected" not in manifest and manifest["step"] == 2
     assert not (workdir / realism_eval.LOG).exists()
     assert not (workdir / "best").exists() and not (workdir / "best.json").exists()
@@ -307,7 +309,7 @@ def test_eval_off_leaves_the_run_as_before(tmp_path, bbbc039_train):
 def test_stage2_checks_realism_in_3d(tmp_path, stardist_3d):
     cfg = dataclasses.replace(_tiny(2, str(stardist_3d), patch=(8, 32, 32), steps=2), spacing=(1.0, 1.0, 1.0))
     cfg = dataclasses.replace(cfg, evaluation=EvalConfig(every=2, data=str(stardist_3d), crop=32))
-    manifest = export.read_manifest(stages.train(cfg, tmp_path / "run3d"))
+    manifest = read_manifest(stages.train(cfg, tmp_path / "run3d"))
     (line,) = _lines(tmp_path / "run3d")
     assert line["step"] == 2 and set(line["numbers"]) == set(NAMES[2])
     assert line["numbers"]["labels_per_box"] > 0

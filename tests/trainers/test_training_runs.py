@@ -17,6 +17,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nucgen_tf.config import PatchConfig
+from nucgen_tf.exported.generator import compact_export, load_generator
+from nucgen_tf.exported.manifest import MANIFEST, WEIGHTS, read_manifest
 from nucgen_tf.models import gan
 from nucgen_tf.models.config import DiscriminatorConfig, GeneratorConfig
 from nucgen_tf.sensor import SensorModel
@@ -54,7 +56,7 @@ def _scalars_and_images(logdir):
 def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
     cfg = _tiny(stage, str(bbbc039_train))
     target = stages.train(cfg, tmp_path / "run")
-    manifest = export.read_manifest(target)
+    manifest = read_manifest(target)
     assert manifest["stage"] == stage and manifest["ndim"] == 2 and manifest["step"] == 2
     assert manifest["input"]["channels"] == stages.STAGES[stage].channels[0]
     assert manifest["intensity_stats"]["max_value"] > 0
@@ -72,7 +74,7 @@ def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
     assert {"g_loss", "d_loss", "lr/g", "lr/d", "steps_per_second"} <= tags
     assert len(tags) >= 7  # every loss term has its own scalar
     assert list((tmp_path / "run" / "panels").glob(f"stage{stage}_*.png"))
-    serve, _ = export.load_generator(target)
+    serve, _ = load_generator(target)
     x = tf.zeros((1, 32, 48, manifest["input"]["channels"]))
     y = serve(x)
     assert y.shape == (1, 32, 48, manifest["output"]["channels"]) and np.all(np.abs(y.numpy()) <= 1)
@@ -81,11 +83,11 @@ def test_each_stage_trains_logs_and_exports_2d(tmp_path, bbbc039_train, stage):
 def test_stage3_trains_a_pix2pix_generator_with_noise_channels_and_exports_it(tmp_path, bbbc039_train):
     cfg = dataclasses.replace(_tiny(3, str(bbbc039_train)), generator=TINY_NOISY)
     target = stages.train(cfg, tmp_path / "run")
-    manifest = export.read_manifest(target)
+    manifest = read_manifest(target)
     assert manifest["input"] == {**manifest["input"], "channels": 4, "noise_channels": 1}
     assert manifest["config"]["generator"]["architecture"] == "pix2pix"
     assert list((tmp_path / "run" / "panels").glob("stage3_*.png"))
-    serve, _ = export.load_generator(target)
+    serve, _ = load_generator(target)
     assert serve(tf.zeros((1, 32, 48, 5))).shape == (1, 32, 48, 1)  # condition + noise
 
 
@@ -101,7 +103,7 @@ def test_stage1_trains_in_3d(tmp_path, stardist_3d):
         seeds=dataclasses.replace(cfg.seeds, density=4.0, sparse_min_distance=10.0, crowded_min_distance=6.0),
     )
     target = stages.train(cfg, tmp_path / "run3d")
-    manifest = export.read_manifest(target)
+    manifest = read_manifest(target)
     assert manifest["ndim"] == 3 and manifest["patch_shape"] == [8, 32, 32]
     fit = FittedArrangement.from_dict(manifest["arrangement_fit"])
     assert fit.ndim == 3 and fit.spacing == (1.0, 1.0, 1.0)
@@ -113,12 +115,12 @@ def test_export_round_trip_matches_keras(tmp_path):
     generator = gan.build_pix2pix(2, 4, 1, TINY_G, TINY_D).generator
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 48, 4)).astype("float32")
     path = export.export_generator(generator, tmp_path / "gen", {"stage": 3})
-    serve, manifest = export.load_generator(path)
+    serve, manifest = load_generator(path)
     np.testing.assert_allclose(serve(tf.constant(x)).numpy(), generator(x, training=False).numpy(), atol=1e-5)
     assert manifest == {"stage": 3}
     # Re-exporting over an existing export replaces it whole.
     export.export_generator(generator, path, {"stage": 3, "step": 2})
-    assert export.read_manifest(path)["step"] == 2
+    assert read_manifest(path)["step"] == 2
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -220,7 +222,7 @@ def test_resume_after_sigkill_continues_from_saved_step(tmp_path, bbbc039_train)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"at step {saved}" in result.stderr  # "resumed from ... at step N"
-    assert export.read_manifest(workdir / "export")["step"] == final
+    assert read_manifest(workdir / "export")["step"] == final
     reader = tf.train.load_checkpoint(str(workdir / "checkpoints"))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == final
 
@@ -250,15 +252,15 @@ def test_compact_export_rebuilds_the_generator_from_its_manifest(tmp_path, ndim,
         "output": {"channels": 1}, "config": {"generator": recorded},
     }
     saved = export.export_generator(generator, tmp_path / "saved", manifest)
-    compact = export.compact_export(saved, tmp_path / "compact")
-    assert sorted(p.name for p in compact.iterdir()) == [export.MANIFEST, export.WEIGHTS]
-    assert export.read_manifest(compact)["format"] == "weights-float16"
+    compact = compact_export(saved, tmp_path / "compact")
+    assert sorted(p.name for p in compact.iterdir()) == [MANIFEST, WEIGHTS]
+    assert read_manifest(compact)["format"] == "weights-float16"
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert size(compact) * 4 < size(saved)
     channels = 4 + gen.noise_channels
     shape = (1, 32, 32, channels) if ndim == 2 else (1, 16, 32, 32, channels)
     x = rng.uniform(-1, 1, shape).astype("float32")
-    serve, _ = export.load_generator(compact)
+    serve, _ = load_generator(compact)
     expected = generator(x, training=False).numpy()
     got = serve(x).numpy()
     assert got.shape == expected.shape

@@ -182,7 +182,7 @@ def train(config: StardistTrainConfig, folders: seg_data.Folders, out_dir: PathL
         },
     }
 
-    from nucgen_tf.trainers.summaries import Summaries
+    from nucgen_tf.summaries import Summaries
 
     summaries = Summaries(out_dir)
     try:

@@ -2,7 +2,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from nucgen_tf.trainers import runtime
+from nucgen_tf import runtime
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,9 @@
 train` would (same SavedModel endpoint, same manifest keys), but with freshly initialised
 tiny networks, so the whole synthesis path runs in seconds without training. Their images
 are noise-like, so alignment checks flag them: that is what an untrained generator is.
+
+A test helper (it builds the networks with training code), not part of the package; bench
+scripts import it with the repo root on `sys.path`.
 """
 
 from __future__ import annotations
@@ -212,7 +215,7 @@ def export_reference_models(
             "intensity_stats": stats.to_dict(),
             "config": {"stage": stage, "render": to_dict(render), "seeds": to_dict(seeds or SeedConfig())},
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-            "reference": "hand-set convolutions from nucgen_tf.synthesis.testing, not a trained GAN",
+            "reference": "hand-set convolutions from tests.tiny_generators, not a trained GAN",
         }
         export.export_generator(nets[stage], directory / f"stage{stage}", manifest)
     return directory

@@ -89,7 +89,7 @@ def generator_content(path: str | pathlib.Path) -> str | dict[str, str]:
 
     `config.UNKNOWN_HASH` when there is none (the folder is checked when a condition uses it).
     """
-    from nucgen_tf.synthesis.models import content_hash
+    from nucgen_tf.exported.manifest import content_hash
 
     folder = pathlib.Path(path)
     if (folder / cond.MANIFEST).is_file():

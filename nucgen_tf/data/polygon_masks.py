@@ -11,14 +11,14 @@ SeedSequence([seed, i, stream]): a seed fixes the stream, independent of thread 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from nucgen_tf import geometry, io
-from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig
+from nucgen_tf.config import PatchConfig, RenderConfig
 from nucgen_tf.data import pipelines, sources
-from nucgen_tf.data.normalize import IntensityStats
 from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
 
 # Mixed into the training masks' seeds, so that they never share random numbers with the
@@ -45,7 +45,9 @@ def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Genera
     return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
 
 
-def polygon_mask_dataset(polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig) -> tf.data.Dataset:
+def polygon_mask_dataset(
+    polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig
+) -> tf.data.Dataset:
     """Endless batches (B, *P, 4) of colored parametric masks in [-1, 1] (the CycleGAN's domain A).
 
     Element i draws its mask and coloring from SeedSequence([patch.seed, i, stream]).
@@ -70,24 +72,16 @@ def polygon_mask_dataset(polygons: PolygonConfig, patch: PatchConfig, render: Re
 
 
 def polygon_cyclegan_dataset(
-    source: io.PathLike,
-    polygons: PolygonConfig,
-    patch: PatchConfig,
-    render: RenderConfig,
-    norm: NormConfig,
-    *,
-    stats: IntensityStats | None = None,
-    max_files: int | None = None,
+    source: io.PathLike, polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig, **images: Any
 ) -> tf.data.Dataset:
     """Unpaired (parametric colored masks (B, *P, 4), real image patches (B, *P, 1)) batches.
 
     Args:
         source: the real training folder (its images are domain B).
         polygons: the parametric masks (`fitted_polygons`), on the patch canvas.
-        patch, render, norm, stats, max_files: as `pipelines.patch_dataset`.
+        patch, render: the patches and colored masks of both domains.
+        **images: `pipelines.patch_dataset` options of the image side (`norm`, `stats`, `max_files`).
     """
     masks = polygon_mask_dataset(polygons, patch, render)
-    images = pipelines.patch_dataset(
-        source, patch, render, norm, training=True, stats=stats, max_files=max_files, outputs=()
-    ).map(lambda d: d["image"])
-    return pipelines.unpaired(masks, images)
+    real = pipelines.patch_dataset(source, patch, render, training=True, outputs=(), **images)
+    return pipelines.unpaired(masks, real.map(lambda d: d["image"]))

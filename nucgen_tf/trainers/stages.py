@@ -214,7 +214,7 @@ TABLE = {
         domains=("mask", "image"),
         channels=(4, 1),
         make_dataset=lambda cfg, stats, fitted: polygon_masks.polygon_cyclegan_dataset(
-            cfg.data, fitted["polygons"], cfg.patch, cfg.render, cfg.norm, **_data_kwargs(cfg, stats)
+            cfg.data, fitted["polygons"], cfg.patch, cfg.render, norm=cfg.norm, **_data_kwargs(cfg, stats)
         ),
         make_model=lambda cfg: gan.build_cyclegan(
             cfg.ndim, 4, 1, cfg.generator, cfg.discriminator, cfg.loss, name="p_cyclegan"

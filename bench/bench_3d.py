@@ -79,12 +79,12 @@ def _train_worker(spec: dict) -> dict:
     policy = runtime.set_precision(cfg.train.precision)
     stage = stages.STAGES[cfg.stage]
     stats = stages.intensity_stats(cfg, pathlib.Path(spec["workdir"]))
-    dataset = stage.make_dataset(cfg, stats)
+    dataset = stage.make_dataset(cfg, stats, {})  # (no fits: a stage's own data only)
     batches = iter(dataset)
     first = next(batches)
     model = stage.make_model(cfg)
     model.build([tuple(t.shape) for t in first])
-    model.compile(stages._optimizer(cfg, "g_adam"), stages._optimizer(cfg, "d_adam"))
+    model.compile(stages.make_optimizer(cfg.train, "g_adam"), stages.make_optimizer(cfg.train, "d_adam"))
     step = loop._make_step(model, tf.distribute.get_strategy(), cfg.train.jit_compile)
     start = time.perf_counter()
     for _ in range(spec["warmup"]):

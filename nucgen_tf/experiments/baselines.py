@@ -3,9 +3,12 @@
 p + CycleGAN: parametric masks (random star-convex polygons, `nucgen_tf.phantoms.polygons`,
 sizes and counts fitted to the real training masks) rendered as the 4-channel colored mask
 + boundary, and real images, are two UNPAIRED domains of a CycleGAN (`models.gan.CycleGAN`,
-the same networks and losses as our stage 1). Its mask -> image generator then paints
-images on new parametric masks. Nothing ties a painted nucleus to its mask but the cycle
-loss, which is the weakness the paper points out (Sec. II-C, Fig. 4).
+the same networks and losses as our stage 1). It is trained as a row of the stage table
+(`trainers.stages.train` with `StageConfig(stage="p+CycleGAN")`, its data in
+`nucgen_tf.data.polygon_masks`), so every engine option of the stages reaches it. Its mask ->
+image generator then paints images on new parametric masks (`generate_polygon_cyclegan`).
+Nothing ties a painted nucleus to its mask but the cycle loss, which is the weakness the
+paper points out (Sec. II-C, Fig. 4).
 
 r + p2p: real training masks under geometric transforms (random crop to the canvas, flips,
 90-degree rotations, elastic deformation) go through the pix2pix mask -> image generator
@@ -34,180 +37,25 @@ from absl import logging
 from scipy import ndimage
 from skimage.segmentation import relabel_sequential
 
-from nucgen_tf import geometry, io
-from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, from_dict, to_dict
-from nucgen_tf.data import normalize as nz
-from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-from nucgen_tf.phantoms.polygons import PolygonConfig, fit_polygon_config, fit_spacing, polygon_labels
-from nucgen_tf.trainers.config import TrainConfig
+from nucgen_tf import io
+from nucgen_tf.config import from_dict
+from nucgen_tf.data.polygon_masks import fitted_polygons
+from nucgen_tf.phantoms.polygons import PolygonConfig, fit_spacing, polygon_labels
+from nucgen_tf.trainers.config import POLYGON_CYCLEGAN
 
 PathLike = str | pathlib.Path
 
-# Streams mixed into per-sample seeds, so that the baselines never share random numbers.
-_POLYGON_TRAIN_STREAM = 0x9017
+# Streams mixed into per-sample seeds, so that the baselines never share random numbers (the
+# p+CycleGAN training masks have theirs in `data.polygon_masks`).
 _POLYGON_SAMPLE_STREAM = 0x9018
 _RP2P_STREAM = 0x2992
-# The `stage` the p+CycleGAN export's manifest records (a mask -> image generator, not our stage 3).
-_POLYGON_STAGE = "p+CycleGAN"
 # Samples that get a preview PNG (image + contours | mask), for a look at what was trained on.
 _PREVIEWS = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class PolygonCycleGanConfig:
-    """The p + CycleGAN generator's training run.
-
-    Attributes:
-        data: real training folder (images/ + masks/): its images are domain B, its masks
-            fix the parametric masks' size and count distribution.
-        patch: patch shape, batch size and seed of both domains.
-        render: colored-mask settings (color margin, boundary width).
-        norm: image normalization.
-        train: steps, learning rate, checkpoints, precision.
-        generator, discriminator, loss: the CycleGAN (as in stage 1).
-        min_gap: background pixels between parametric nuclei.
-    """
-
-    data: str
-    patch: PatchConfig = PatchConfig()
-    render: RenderConfig = RenderConfig()
-    norm: NormConfig = NormConfig()
-    train: TrainConfig = TrainConfig()
-    generator: GeneratorConfig = GeneratorConfig()
-    discriminator: DiscriminatorConfig = DiscriminatorConfig()
-    loss: GanLossConfig = GanLossConfig()
-    min_gap: int = 1
-
-    @property
-    def ndim(self) -> int:
-        return self.patch.ndim
 
 
 def real_labels(data: PathLike) -> list[np.ndarray]:
     """Every label mask of a data folder, in name order."""
     return [io.read_labels(p.mask_path) for p in io.list_pairs(data)]
-
-
-def fitted_polygons(data: PathLike, shape: Sequence[int], min_gap: int = 1) -> PolygonConfig:
-    """Parametric mask settings fitted to the real masks of `data`, on a canvas of `shape`.
-
-    Sizes, counts and the grid's anisotropy (`fit_spacing`) all come from the real masks.
-    """
-    labels = real_labels(data)
-    return fit_polygon_config(labels, shape, min_gap=min_gap, spacing=fit_spacing(labels))
-
-
-def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Generator) -> np.ndarray:
-    """(*spatial, 4) float32 colored mask + boundary in the stored range [0, 1]."""
-    lut = geometry.color_labels(labels, render.color_margin, rng)
-    return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
-
-
-def polygon_mask_dataset(polygons: PolygonConfig, patch: PatchConfig, render: RenderConfig):
-    """Endless batches (B, *P, 4) of colored parametric masks in [-1, 1] (the CycleGAN's domain A).
-
-    Element i draws its mask and coloring from SeedSequence([patch.seed, i, stream]).
-    """
-    import tensorflow as tf
-
-    if tuple(polygons.shape) != tuple(patch.patch_shape):
-        raise ValueError(
-            f"The parametric canvas must be the patch. Received: polygons.shape={polygons.shape}, "
-            f"patch_shape={patch.patch_shape}"
-        )
-    shape = tuple(patch.patch_shape)
-
-    def draw(index):
-        rng = np.random.default_rng([patch.seed % 2**63, int(index), _POLYGON_TRAIN_STREAM])
-        return colored_mask(polygon_labels(polygons, rng), render, rng)
-
-    def draw_tf(index):
-        stored = tf.numpy_function(draw, [index], tf.float32, stateful=False)
-        return 2.0 * tf.ensure_shape(stored, shape + (4,)) - 1.0
-
-    ds = tf.data.Dataset.counter().map(draw_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(patch.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def _panels(model, batch):
-    masks, images = (t[:4] for t in batch)
-    fake_images = model.gen_ab(masks, training=False)
-    fake_masks = model.gen_ba(images, training=False)
-    titles = ["parametric mask", "G(mask)", "real image", "F(image)"]
-    rows = [[masks[i], fake_images[i], images[i], fake_masks[i]] for i in range(len(masks))]
-    return [("p_cyclegan", rows, titles)]
-
-
-def train_polygon_cyclegan(
-    cfg: PolygonCycleGanConfig, workdir: PathLike, export_dir: PathLike
-) -> pathlib.Path:
-    """Trains (or resumes) the unpaired parametric-mask <-> image CycleGAN and exports mask -> image.
-
-    Same loop, checkpoints, TensorBoard scalars and panels as the three stages
-    (`trainers.loop.train_loop`); `config.json`, `polygons.json` and `intensity_stats.json`
-    go to `workdir`.
-
-    Returns:
-        The exported SavedModel folder; its manifest has "stage": "p+CycleGAN", the
-        intensity statistics and the polygon settings.
-    """
-    import keras
-    import tensorflow as tf
-
-    from nucgen_tf import runtime
-    from nucgen_tf.data import pipelines
-    from nucgen_tf.models import gan
-    from nucgen_tf.trainers import export, loop, stages
-    from nucgen_tf.trainers.config import downsampling_factor
-
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    io.write_json(workdir / "config.json", to_dict(cfg))
-    keras.utils.set_random_seed(cfg.train.seed)
-    runtime.set_precision(cfg.train.precision)
-    strategy = runtime.make_strategy(cfg.train.strategy)
-    ndim = cfg.ndim
-    image_paths = [p.image_path for p in io.list_pairs(cfg.data)]
-    stats = nz.cached_intensity_stats(workdir / "intensity_stats.json", image_paths, cfg.norm, ndim)
-    polygons = fitted_polygons(cfg.data, cfg.patch.patch_shape, cfg.min_gap)
-    io.write_json(workdir / "polygons.json", to_dict(polygons))
-    logging.info("p+CycleGAN parametric masks: %s", polygons)
-
-    patch = cfg.patch
-    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
-    if latest is not None:  # a resumed run draws new patches, as the stage trainers do
-        patch = dataclasses.replace(patch, seed=patch.seed + int(latest.rsplit("-", 1)[1]))
-    masks = polygon_mask_dataset(polygons, patch, cfg.render)
-    images = pipelines.patch_dataset(
-        cfg.data, patch, cfg.render, cfg.norm, training=True, stats=stats, outputs=()
-    ).map(lambda d: d["image"])
-    dataset = pipelines.unpaired(masks, images)
-    batches = iter(dataset)
-    first = next(batches)
-    panel_batch = tuple(tf.concat([a, b], axis=0) for a, b in zip(first, next(batches)))
-
-    with strategy.scope():
-        model = gan.build_cyclegan(ndim, 4, 1, cfg.generator, cfg.discriminator, cfg.loss, name="p_cyclegan")
-        model.build([tuple(t.shape) for t in first])
-        model.compile(stages.make_optimizer(cfg.train, "g_adam"), stages.make_optimizer(cfg.train, "d_adam"))
-    step = loop.train_loop(model, dataset, cfg.train, workdir, strategy, _panels, panel_batch, ndim)
-    divisor = [downsampling_factor(cfg.generator, ndim, axis) for axis in range(ndim)]
-    manifest = {
-        "stage": _POLYGON_STAGE,
-        "ndim": ndim,
-        "input": {"name": "mask", "channels": 4, "layout": "4 channels: palette RGB + boundary, [-1, 1]"},
-        "output": {"name": "image", "channels": 1, "layout": "1 channel: normalized intensity, [-1, 1]"},
-        "divisor": divisor,
-        "patch_shape": list(cfg.patch.patch_shape),
-        "step": step,
-        "intensity_stats": stats.to_dict(),
-        "polygons": to_dict(polygons),
-        "config": to_dict(cfg),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-    }
-    target = export.export_generator(model.gen_ab, export_dir, manifest)
-    logging.info("exported the p+CycleGAN mask -> image generator (step %d) to %s", step, target)
-    return target
 
 
 # ----- generation ------------------------------------------------------------------------------
@@ -234,7 +82,7 @@ def generate_polygon_cyclegan(
     """Writes `n` (image, mask) pairs: new parametric masks painted by the p+CycleGAN generator.
 
     Args:
-        model_dir: the export of `train_polygon_cyclegan`.
+        model_dir: the export of a "p+CycleGAN" stage (`trainers.stages.train`).
         out: output folder (images/, masks/, previews/).
         n: samples.
         shape: canvas shape (a multiple of the generator's divisor).
@@ -251,7 +99,7 @@ def generate_polygon_cyclegan(
     from nucgen_tf.synthesis.writers import Layout
 
     out = pathlib.Path(out)
-    painter = load_image_stage(model_dir, stage=_POLYGON_STAGE)
+    painter = load_image_stage(model_dir, stage=POLYGON_CYCLEGAN)
     shape = tuple(int(s) for s in shape)
     if data is not None:
         polygons = fitted_polygons(data, shape)

@@ -26,6 +26,7 @@ from nucgen_tf.config import to_dict
 from nucgen_tf.experiments import baselines
 from nucgen_tf.experiments.config import SLUGS, ExperimentConfig
 from nucgen_tf.exported.manifest import MANIFEST
+from nucgen_tf.trainers.config import POLYGON_CYCLEGAN
 
 PathLike = str | pathlib.Path
 COMPLETE = "complete.json"
@@ -127,42 +128,25 @@ def _release_session() -> None:
     keras.backend.clear_session()
 
 
-def train_stage(config: ExperimentConfig, amount: Amount, stage: int) -> pathlib.Path:
-    """The export of paper stage 1, 2 or 3 trained on the amount's real subset (trained if missing)."""
-    export = amount.models / f"stage{stage}"
+def _folder(stage: int | str) -> str:
+    """The run and export folder name of a GAN stage: stage1..stage3, or pcyclegan."""
+    return "pcyclegan" if stage == POLYGON_CYCLEGAN else f"stage{stage}"
+
+
+def train_stage(config: ExperimentConfig, amount: Amount, stage: int | str) -> pathlib.Path:
+    """The export of paper stage 1, 2, 3 or of the "p+CycleGAN" baseline, trained on the
+    amount's real subset (trained if missing; all by `trainers.stages.train`)."""
+    name = _folder(stage)
+    export = amount.models / name
     if _is_export(export):
-        logging.info("stage %d generator exists: %s", stage, export)
+        logging.info("%s generator exists: %s", name, export)
         return export
     from nucgen_tf.trainers import stages
 
     cfg = config.gan.stage_config(stage, str(amount.train))
-    logging.info("training stage %d on %d real images (%d steps) in %s", stage, amount.n_train,
-                 cfg.train.steps, amount.gans / f"stage{stage}")  # fmt: skip
-    stages.train(cfg, amount.gans / f"stage{stage}", export)
-    _release_session()
-    return export
-
-
-def train_pcyclegan(config: ExperimentConfig, amount: Amount) -> pathlib.Path:
-    """The p+CycleGAN export trained on the amount's real subset (trained if missing)."""
-    export = amount.models / "pcyclegan"
-    if _is_export(export):
-        logging.info("p+CycleGAN generator exists: %s", export)
-        return export
-    base = config.gan.stage_config(1, str(amount.train), steps=config.gan.pcyclegan_steps)
-    cfg = baselines.PolygonCycleGanConfig(
-        data=str(amount.train),
-        patch=base.patch,
-        render=base.render,
-        norm=base.norm,
-        train=base.train,
-        generator=base.generator,
-        discriminator=base.discriminator,
-        loss=base.loss,
-    )
-    logging.info("training p+CycleGAN on %d real images (%d steps) in %s", amount.n_train,
-                 cfg.train.steps, amount.gans / "pcyclegan")  # fmt: skip
-    baselines.train_polygon_cyclegan(cfg, amount.gans / "pcyclegan", export)
+    logging.info("training %s on %d real images (%d steps) in %s", name, amount.n_train,
+                 cfg.train.steps, amount.gans / name)  # fmt: skip
+    stages.train(cfg, amount.gans / name, export)
     _release_session()
     return export
 
@@ -188,7 +172,7 @@ def generator_folders(config: ExperimentConfig, amount: Amount, condition: str) 
         return {"stage3": given or train_stage(config, amount, 3)}
     if condition == "p+CycleGAN":
         given = _given(config.pcyclegan_models, "pcyclegan") or _given_from_models_dir(config, "pcyclegan")
-        return {"pcyclegan": given or train_pcyclegan(config, amount)}
+        return {"pcyclegan": given or train_stage(config, amount, POLYGON_CYCLEGAN)}
     raise ValueError(f"Unknown condition. Received: condition={condition!r}")
 
 

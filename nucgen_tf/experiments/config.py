@@ -124,8 +124,8 @@ class GanSettings:
             stage, self.pcyclegan_steps
         )
 
-    def stage_config(self, stage: int, data: str, steps: int | None = None) -> StageConfig:
-        """The `StageConfig` of paper stage 1, 2 or 3 trained on `data`."""
+    def stage_config(self, stage: int | str, data: str, steps: int | None = None) -> StageConfig:
+        """The `StageConfig` of paper stage 1, 2, 3 or of "p+CycleGAN" trained on `data`."""
         steps = self.steps(stage) if steps is None else steps
         return StageConfig(
             stage=stage,

@@ -8,7 +8,11 @@ from nucgen_tf.config import NormConfig, PatchConfig, RenderConfig, SeedConfig
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.runtime import PRECISIONS, STRATEGIES
 
-STAGES = (1, 2, 3)
+# The stage of the p + CycleGAN baseline (Mahmood et al. 2019; `nucgen_tf.data.polygon_masks`):
+# a mask -> image CycleGAN trained like the paper's stages, on parametric masks and real images.
+POLYGON_CYCLEGAN = "p+CycleGAN"
+# The paper's chain (1, 2, 3), then the GAN baselines trained the same way.
+STAGES = (1, 2, 3, POLYGON_CYCLEGAN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,15 +114,17 @@ class StageConfig:
     """Everything one stage's training needs; `ndim` follows from `patch.patch_shape`.
 
     Attributes:
-        stage: 1 (seed points -> box map), 2 (colored ellipses -> colored mask + boundary)
-            or 3 (colored mask -> image).
-        data: training folder with images/ and masks/.
+        stage: 1 (seed points -> box map), 2 (colored ellipses -> colored mask + boundary),
+            3 (colored mask -> image), or "p+CycleGAN" (the baseline: parametric polygon
+            masks -> image, unpaired; see `trainers.stages.TABLE`).
+        data: training folder with images/ and masks/ (for "p+CycleGAN", its images are the
+            image domain and its masks fix the parametric masks' sizes and counts).
         max_files: use at most this many image/mask pairs (0 = all).
         spacing: physical voxel size per axis (anisotropic 3D seed arrangements).
         evaluation: realism checks during training and which checkpoint is exported.
     """
 
-    stage: int
+    stage: int | str
     data: str
     patch: PatchConfig = PatchConfig()
     render: RenderConfig = RenderConfig()

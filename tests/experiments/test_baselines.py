@@ -1,4 +1,5 @@
-"""Pieces of the baselines and conditions: mask transforms, parametric mask stream, real subsets."""
+"""Pieces of the baselines and conditions: mask transforms, real subsets (the parametric mask
+stream: tests/data/test_polygon_masks.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import pytest
 from scipy import ndimage
 
 from nucgen_tf import io
-from nucgen_tf.config import PatchConfig, RenderConfig
 from nucgen_tf.experiments import baselines, conditions, runner
 from nucgen_tf.experiments.config import smoke_preset, with_overrides
-from nucgen_tf.phantoms.polygons import PolygonConfig
 
 
 def _discs(shape=(64, 64), radius=6, step=16):
@@ -57,27 +56,6 @@ def test_transformed_mask_crops_and_pads():
     assert padded.max() == labels.max()  # nothing cut: all nuclei survive the padding
     again = baselines.transformed_mask(labels, (32, 32), 2.0, 6.0, np.random.default_rng(1))
     np.testing.assert_array_equal(crop, again)
-
-
-def test_polygon_mask_stream_is_deterministic():
-    polygons = PolygonConfig(shape=(32, 32), n_nuclei=(2, 3), radius=(3.0, 5.0))
-    patch = PatchConfig(patch_shape=(32, 32), batch_size=2, seed=5)
-    first = next(iter(baselines.polygon_mask_dataset(polygons, patch, RenderConfig()))).numpy()
-    second = next(iter(baselines.polygon_mask_dataset(polygons, patch, RenderConfig()))).numpy()
-    assert first.shape == (2, 32, 32, 4)
-    assert first.min() >= -1.0 and first.max() <= 1.0
-    np.testing.assert_array_equal(first, second)
-    colored = first[..., :3].max(axis=-1) > -1.0
-    boundary = first[..., 3] > 0.0
-    assert colored.any() and boundary.any()
-    assert np.all(colored[boundary])  # the boundary class lies on nuclei
-
-
-def test_polygon_mask_stream_needs_the_patch_canvas():
-    with pytest.raises(ValueError, match="canvas must be the patch"):
-        baselines.polygon_mask_dataset(
-            PolygonConfig(shape=(64, 64)), PatchConfig(patch_shape=(32, 32)), RenderConfig()
-        )
 
 
 def test_image_generator_rejects_a_non_export(tmp_path):

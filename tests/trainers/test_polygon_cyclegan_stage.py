@@ -12,7 +12,8 @@ from nucgen_tf.config import PatchConfig
 from nucgen_tf.experiments import baselines
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.synthesis.models import load_image_stage
-from nucgen_tf.trainers import export, realism_eval, stages
+from nucgen_tf.exported.manifest import read_manifest
+from nucgen_tf.trainers import realism_eval, stages
 from nucgen_tf.trainers.config import POLYGON_CYCLEGAN, EvalConfig, StageConfig, TrainConfig
 from tests.conftest import _require
 
@@ -38,7 +39,7 @@ def test_pcyclegan_row_takes_engine_options_resumes_and_paints(tmp_path, data_ro
     workdir = tmp_path / "run"
     cfg = _tiny_pcyclegan(str(bbbc039_train), str(val), steps=2)
     target = stages.train(cfg, workdir, tmp_path / "pcyclegan")
-    manifest = export.read_manifest(target)
+    manifest = read_manifest(target)
     assert manifest["stage"] == POLYGON_CYCLEGAN and manifest["step"] <= 2
     assert (manifest["input"]["channels"], manifest["output"]["channels"]) == (4, 1)
     assert manifest["config"]["generator"]["architecture"] == "pix2pix"
@@ -53,7 +54,7 @@ def test_pcyclegan_row_takes_engine_options_resumes_and_paints(tmp_path, data_ro
 
     # Resumed from its checkpoint (a fresh run would check step 2 again).
     more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=4))
-    manifest = export.read_manifest(stages.train(more, workdir, tmp_path / "pcyclegan"))
+    manifest = read_manifest(stages.train(more, workdir, tmp_path / "pcyclegan"))
     steps = [json.loads(line)["step"] for line in (workdir / realism_eval.LOG).read_text().splitlines()]
     assert steps == [2, 4] and manifest["selected"]["trained_steps"] == 4
     assert (workdir / "checkpoints" / "ckpt-4.index").is_file()

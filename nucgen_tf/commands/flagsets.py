@@ -3,8 +3,8 @@
 A command composes the flag sets it needs (`define_*`) and turns the parsed flags into its
 config (`*_from_flags`); library code takes only those configs. Each function takes the
 `flags.FlagValues` to use (default `flags.FLAGS`; tests pass a fresh `flags.FlagValues()`).
-Config modules are imported inside the functions: several import TensorFlow, and
-`nucgen <command> --help` should not wait for it more than it must.
+Config modules other than `nucgen_tf.config` are imported inside the functions: several
+import TensorFlow, and `nucgen <command> --help` should not wait for it more than it must.
 
 Flag sets:
 - stage: `nucgen train` (and `python -m nucgen_tf.trainers.stageN`) -> `StageConfig`.
@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from absl import app, flags, logging
+
+from nucgen_tf.config import SeedConfig
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +50,7 @@ _SPACING_HELP = "Physical voxel size per axis, e.g. 2,1,1 (distances of the seed
 
 def define_seed_flags(
     names: Iterable[str],
-    seeds=None,
+    seeds: SeedConfig | None = None,
     keep: str | None = None,
     show_values: bool = False,
     fv: flags.FlagValues = FLAGS,
@@ -63,8 +65,6 @@ def define_seed_flags(
         show_values: with `keep`, also show `seeds`'s values in the help.
         fv: where to define them.
     """
-    from nucgen_tf.config import SeedConfig
-
     seeds = SeedConfig() if seeds is None else seeds
     for name in names:
         field, text = SEED_FLAGS[name]
@@ -244,7 +244,7 @@ def parse_strides(values: list[str], flag: str = "strides") -> tuple:
 
 def stage_config_from_flags(fv: flags.FlagValues = FLAGS):
     """The StageConfig that the parsed flags describe (validated by the dataclasses)."""
-    from nucgen_tf.config import PatchConfig, RenderConfig, SeedConfig
+    from nucgen_tf.config import PatchConfig, RenderConfig
     from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
     from nucgen_tf.trainers.config import EvalConfig, StageConfig, TrainConfig
 

@@ -99,6 +99,23 @@ def spacing_from_flags(fv: flags.FlagValues = FLAGS) -> tuple[float, ...] | None
     return None if fv.spacing is None else tuple(float(v) for v in fv.spacing)
 
 
+# ----- compute: dtype policy and XLA of a training run (train, segment train) -----
+
+PRECISIONS = ("float32", "mixed", "mixed_float16", "mixed_bfloat16")
+
+
+def define_compute_flags(precision: str, jit_compile: bool, fv: flags.FlagValues = FLAGS) -> None:
+    """--precision and --jit_compile, defaulting to the config's values."""
+    flags.DEFINE_enum(
+        "precision",
+        precision,
+        list(PRECISIONS),
+        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPUs with native bf16, else float32.",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool("jit_compile", jit_compile, "XLA-compile the train step.", flag_values=fv)
+
+
 # ----- stage: nucgen train -> StageConfig -----
 
 
@@ -141,17 +158,10 @@ def define_stage_flags(stage: int | None = None, fv: flags.FlagValues = FLAGS) -
         "Stop after this many steps in a row with non-finite losses or gradients (single ones are skipped).",
         **kw,
     )
-    flags.DEFINE_enum(
-        "precision",
-        t.precision,
-        ["float32", "mixed", "mixed_float16", "mixed_bfloat16"],
-        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPUs with native bf16, else float32.",
-        **kw,
-    )
+    define_compute_flags(t.precision, t.jit_compile, fv)
     flags.DEFINE_enum(
         "strategy", t.strategy, ["default", "mirrored", "multiworker"], "tf.distribute strategy.", **kw
     )
-    flags.DEFINE_bool("jit_compile", t.jit_compile, "XLA-compile the train step.", **kw)
     flags.DEFINE_integer("seed", t.seed, "Random seed.", **kw)
     flags.DEFINE_enum(
         "generator", g.architecture, ["unet3x3", "pix2pix"],
@@ -589,14 +599,7 @@ def define_segment_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_enum(
         "select_on", t.select_on, list(SELECT_ON), "Validation score that picks the model.", **kw
     )
-    flags.DEFINE_enum(
-        "precision",
-        t.precision,
-        ["float32", "mixed", "mixed_float16", "mixed_bfloat16"],
-        "dtype policy; 'mixed' = float16 on GPU, bfloat16 on CPUs with native bf16, else float32.",
-        **kw,
-    )
-    flags.DEFINE_bool("jit_compile", t.jit_compile, "XLA-compile the train step.", **kw)
+    define_compute_flags(t.precision, t.jit_compile, fv)
     flags.DEFINE_integer("seed", t.seed, "Random seed.", **kw)
     flags.DEFINE_integer("filters", n.base_filters, "Base filters of the U-Net.", **kw)
     flags.DEFINE_integer("depth", n.depth, "Down-sampling levels of the U-Net.", **kw)

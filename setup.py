@@ -32,5 +32,5 @@ setup(
         "stardist": ["stardist==0.9.2"],
         "test": ["pytest>=7", "ruff>=0.4", "stardist==0.9.2"],
     },
-    entry_points={"console_scripts": ["nucgen=nucgen_tf.cli:main"]},
+    entry_points={"console_scripts": ["nucgen=nucgen_tf.commands.nucgen:main"]},
 )

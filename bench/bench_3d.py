@@ -50,9 +50,9 @@ def _stage_config(stage: int, data: str, workdir: str, batch: int):
     """The StageConfig of the preset's flag file, with data, workdir and batch replaced."""
     from absl import flags
 
-    from nucgen_tf import cli
+    from nucgen_tf.commands import flagsets
 
-    cli.define_stage_flags()
+    flagsets.define_stage_flags()
     flags.FLAGS(
         [
             "bench",
@@ -62,7 +62,7 @@ def _stage_config(stage: int, data: str, workdir: str, batch: int):
             f"--batch={batch}",
         ]
     )
-    return cli.stage_config_from_flags()
+    return flagsets.stage_config_from_flags()
 
 
 def _train_worker(spec: dict) -> dict:
@@ -118,7 +118,7 @@ def _synth_worker(spec: dict) -> dict:
     from nucgen_tf.synthesis import models
     from nucgen_tf.synthesis.options import SynthesisOptions
     from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage
-    from nucgen_tf.synthesize import synthesize
+    from nucgen_tf.synthesis.run import synthesize
     from tests import tiny_generators
 
     logging.set_verbosity(logging.ERROR)

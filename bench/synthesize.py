@@ -49,7 +49,7 @@ from nucgen_tf.config import SeedConfig  # noqa: E402
 from nucgen_tf.synthesis import models  # noqa: E402
 from nucgen_tf.synthesis.options import SynthesisOptions  # noqa: E402
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage  # noqa: E402
-from nucgen_tf.synthesize import synthesize  # noqa: E402
+from nucgen_tf.synthesis.run import synthesize  # noqa: E402
 from tests import tiny_generators  # noqa: E402
 
 BEFORE = "61f42a2"  # the last commit with the nearest-palette stage-2 decoder

@@ -1,7 +1,7 @@
 """Frozen dataclass configs shared by every stage.
 
 Configs validate themselves in `__post_init__` so that a bad value fails where it is
-written, not deep inside a tf.data map. Only `cli.py` and `trainers/` turn flags into
+written, not deep inside a tf.data map. Only `nucgen_tf.commands` turns flags into
 these objects; nothing here imports absl.
 """
 

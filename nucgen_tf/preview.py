@@ -17,7 +17,7 @@ import pathlib
 from collections.abc import Iterator
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from nucgen_tf import geometry, io, phantoms, viz
 from nucgen_tf.config import RenderConfig
@@ -91,28 +91,3 @@ def write_previews(
         logging.info("wrote %s (%d nuclei, shape %s)", path, int(labels.max()), labels.shape)
         written.append(path)
     return written
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("data", None, "Folder with images/ and masks/; omit for the built-in example.")
-    flags.DEFINE_string("out", "previews", "Folder for the PNG previews.")
-    flags.DEFINE_integer("ndim", 2, "Built-in example only: 2 or 3.", lower_bound=2, upper_bound=3)
-    flags.DEFINE_integer("seed", 0, "Built-in example only: random seed.")
-    flags.DEFINE_integer("max_files", 0, "Preview at most this many pairs (0 = all).", lower_bound=0)
-    flags.DEFINE_float("bv", RenderConfig.bv, "Eq. 1 boundary value.")
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cfg = flags.FLAGS
-    try:
-        paths = write_previews(cfg.out, cfg.data, cfg.ndim, cfg.seed, cfg.max_files, RenderConfig(bv=cfg.bv))
-    except io.DataError as error:  # one plain line: a log line would repeat it
-        raise SystemExit(f"nucgen preview: {error}") from error
-    logging.info("%d preview(s) in %s", len(paths), cfg.out)
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

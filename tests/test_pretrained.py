@@ -10,7 +10,7 @@ import tifffile
 from nucgen_tf import pretrained
 from nucgen_tf.synthesis.models import load_generators
 from nucgen_tf.synthesis.options import SynthesisOptions
-from nucgen_tf.synthesize import synthesize
+from nucgen_tf.synthesis.run import synthesize
 
 MAX_BUNDLE_BYTES = 8 * 2**20
 

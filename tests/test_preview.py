@@ -11,7 +11,11 @@ from nucgen_tf import preview, viz
 
 def _nucgen(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
 
 

@@ -7,8 +7,8 @@
 - `conditions`: the real subsets and how each condition's synthetic folder is made.
 - `runner`: the resumable grid of (amount, condition, seed) cells.
 - `report`: Markdown table (Table I's layout), PNG charts, JSON.
-- `augmentation`: the absl entry point,
-  `python -m nucgen_tf.experiments.augmentation --flagfile=configs/bbbc039_2d/experiment.flags`.
+- the command (`nucgen_tf.commands.experiment`):
+  `nucgen experiment --flagfile=configs/bbbc039_2d/experiment.flags`.
 """
 
 from nucgen_tf.experiments.config import (

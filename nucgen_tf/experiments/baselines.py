@@ -93,8 +93,8 @@ def generate_polygon_cyclegan(
     Returns:
         `out`.
     """
-    from nucgen_tf.paint import paint_labels, write_pair
     from nucgen_tf.synthesis.models import load_image_stage
+    from nucgen_tf.synthesis.paint import paint_labels, write_pair
     from nucgen_tf.synthesis.pipeline import ChainSettings
     from nucgen_tf.synthesis.writers import Layout
 
@@ -244,8 +244,8 @@ def generate_real_pix2pix(
     Returns:
         `out`.
     """
-    from nucgen_tf.paint import paint_labels, write_pair
     from nucgen_tf.synthesis.models import load_image_stage
+    from nucgen_tf.synthesis.paint import paint_labels, write_pair
     from nucgen_tf.synthesis.pipeline import ChainSettings
     from nucgen_tf.synthesis.writers import Layout
 

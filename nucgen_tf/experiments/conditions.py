@@ -218,7 +218,7 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
     seed = config.gan.seed
     if condition == "ours":
         from nucgen_tf.synthesis.options import SynthesisOptions
-        from nucgen_tf.synthesize import synthesize
+        from nucgen_tf.synthesis.run import synthesize
 
         manifest = synthesize(
             SynthesisOptions(

@@ -4,7 +4,7 @@ A table says whether synthetic data helped; this picture says why not. Row 1 hol
 real training pairs, each further row a condition's synthetic pairs, every pair shown as the
 plain image and the image with its instance contours (3D: mid-slice over max projection).
 
-    python -m nucgen_tf.experiments.gallery --workdir=runs/bbbc039_2d/experiment [--n_train=20]
+    python -m nucgen_tf.commands.gallery --workdir=runs/bbbc039_2d/experiment [--n_train=20]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 from PIL import Image, ImageDraw
 
 from nucgen_tf import io, viz
@@ -116,21 +116,3 @@ def write_gallery(workdir: pathlib.Path, n_train: int, n: int = 3, seed: int = 0
     io.write_png(out, gallery(rows, n=n, size=size, seed=seed))
     logging.info("wrote %s (%s)", out, ", ".join(rows))
     return out
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("workdir", None, "Experiment workdir (see nucgen_tf.experiments.runner).")
-    flags.DEFINE_integer("n_train", 20, "Training amount whose real and synthetic data to show.")
-    flags.DEFINE_integer("n", 3, "Pairs per row.")
-    flags.DEFINE_integer("seed", 0, "Which pairs and crops are drawn.")
-    flags.mark_flag_as_required("workdir")
-
-
-def main(argv: list[str]) -> None:
-    del argv
-    write_gallery(pathlib.Path(flags.FLAGS.workdir), flags.FLAGS.n_train, flags.FLAGS.n, flags.FLAGS.seed)
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

@@ -75,7 +75,7 @@ class GeneratorConfig:
         kernel_size: spatial kernel size of every convolution; None picks the
             architecture's (3 for unet3x3, 4 for pix2pix) and is stored resolved, so
             `dataclasses.replace(config, architecture=...)` keeps the old kernel unless it
-            also passes `kernel_size=None` (as `cli.stage_config_from_flags` does).
+            also passes `kernel_size=None` (as `commands.flagsets.stage_config_from_flags` does).
         upsampling: "transpose" (transposed convolution, pix2pix) or "nearest"
             (nearest up-sampling + convolution, no checkerboard artifacts).
         strides: `()` for isotropic stride 2, or one entry per level, each an int or a

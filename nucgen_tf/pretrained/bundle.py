@@ -1,7 +1,7 @@
 """Turn three exported generators into a compact bundle inside the package.
 
-    python -m nucgen_tf.pretrained.bundle --models runs/bbbc039_cpu/models --name bbbc039_2d
-    python -m nucgen_tf.pretrained.bundle --models runs/mine/models --out bundles/mine   # anywhere
+    python -m nucgen_tf.commands.bundle --models runs/bbbc039_cpu/models --name bbbc039_2d
+    python -m nucgen_tf.commands.bundle --models runs/mine/models --out bundles/mine   # anywhere
 
 Each stage's SavedModel becomes float16 weights + its manifest (`exported.generator.compact_export`);
 the bundle's `bundle.json` records where they came from and their sizes.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
-from absl import app, flags, logging
+from absl import logging
 
 from nucgen_tf import io
 from nucgen_tf.exported.manifest import content_hash, read_manifest
@@ -37,26 +37,3 @@ def bundle(models_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
     record["bytes"] = sum(s["bytes"] for s in record["stages"].values())
     io.write_json(out_dir / "bundle.json", record)
     return record
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("models", None, "Folder with stage1/, stage2/, stage3/ SavedModels.")
-    flags.DEFINE_string("name", "bbbc039_2d", "Bundle name (folder under nucgen_tf/pretrained/).")
-    flags.DEFINE_string(
-        "out", None, "Write the bundle to this folder instead (e.g. outside the package); overrides --name."
-    )
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS.models:
-        raise app.UsageError("--models is required.")
-    out = pathlib.Path(flags.FLAGS.out or pathlib.Path(__file__).parent / flags.FLAGS.name)
-    record = bundle(flags.FLAGS.models, out)
-    logging.info("bundle %s: %.2f MiB in all", out, record["bytes"] / 2**20)
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

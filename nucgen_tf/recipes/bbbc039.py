@@ -12,7 +12,7 @@ get different indices); they are decoded exactly as the BBBC039 authors' pipelin
 connected components of equal index with 8-connectivity. The split is our own seeded one (the
 official lists in metadata.zip are not used) and matches the staged shared data.
 
-Run: ``python -m nucgen_tf.recipes.bbbc039 --out=DIR [--src=FOLDER_WITH_ZIPS_OR_FOLDERS]``.
+Run: ``nucgen fetch --out=DIR [--src=FOLDER_WITH_ZIPS_OR_FOLDERS]``.
 Every step skips finished outputs (all writes are atomic), so a rerun resumes.
 """
 
@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 from tqdm import tqdm
 
 from nucgen_tf import io
@@ -362,38 +362,3 @@ def fetch(
             if (zip_dir / name).is_file():
                 _extract(zip_dir / name, source / pathlib.Path(name).stem)
     return convert(source, out_dir, seed=seed, progress=progress, **split_sizes)
-
-
-def define_flags(flag_values: flags.FlagValues | None = None) -> None:
-    """Defines --out, --src and --seed (in ``flags.FLAGS`` by default).
-
-    --out is not marked required: that would break flag parsing of every other absl app in
-    the same process; :func:`main` checks it instead.
-    """
-    flag_values = flags.FLAGS if flag_values is None else flag_values
-    flags.DEFINE_string("out", None, "Output folder for the converted BBBC039 data.", flag_values=flag_values)
-    flags.DEFINE_string(
-        "src",
-        None,
-        "Folder holding images.zip + masks.zip or their extracted folders; skips the download.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "seed", DEFAULT_SEED, "Seed of the random train/val/test split.", flag_values=flag_values
-    )
-
-
-def main(argv: Sequence[str]) -> None:
-    """absl entry point: ``nucgen fetch --out=DIR [--src=DIR] [--seed=N]``."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
-    values = flags.FLAGS
-    if not values.out:
-        raise app.UsageError("--out is required (the folder to write the data set to).")
-    split = fetch(values.out, values.src, seed=values.seed)
-    logging.info("Done: %s", {k: len(v) for k, v in split.items()})
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

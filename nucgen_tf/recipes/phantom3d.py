@@ -24,7 +24,7 @@ not depend on the split sizes, the chosen SNRs or any other volume; the same see
 files. Writes are atomic and finished volumes are skipped, so a rerun resumes. A val split may be
 added to a folder made without one (its train and test volumes do not change).
 
-Run: ``python -m nucgen_tf.recipes.phantom3d --out=DIR [--snr=high|low|both] [--seed=S]
+Run: ``nucgen phantom3d --out=DIR [--snr=high|low|both] [--seed=S]
 [--n_train=12] [--n_val=0] [--n_test=108]``.
 """
 
@@ -35,7 +35,7 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import logging
 
 from nucgen_tf import io
 from nucgen_tf.phantoms import (
@@ -277,61 +277,3 @@ def generate(
         n_skipped,
     )
     return rows
-
-
-def define_flags(flag_values: flags.FlagValues | None = None) -> None:
-    """Defines --out, --snr, --seed, --n_train, --n_val, --n_test, --shape and --n_nuclei.
-
-    --out is not marked required (that would break flag parsing of other absl apps in the
-    same process); :func:`main` checks it.
-    """
-    fv = flags.FLAGS if flag_values is None else flag_values
-    flags.DEFINE_string("out", None, "Output folder for the simulated data set.", flag_values=fv)
-    flags.DEFINE_enum("snr", "both", SNR_CHOICES, "Which SNR setting(s) to write.", flag_values=fv)
-    flags.DEFINE_integer("seed", DEFAULT_SEED, "Data-set seed; same seed -> identical files.", flag_values=fv)
-    flags.DEFINE_integer(
-        "n_train", DEFAULT_SIZES["train"], "Train volumes per SNR (12 x 20 = 240 nuclei).", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "n_val",
-        DEFAULT_SIZES["val"],
-        "Val volumes per SNR (BBBC024 has none; the 3D experiment selects models on 12).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer(
-        "n_test", DEFAULT_SIZES["test"], "Test volumes per SNR (108 x 20 = 2,160 nuclei).", flag_values=fv
-    )
-    flags.DEFINE_list(
-        "shape", [str(s) for s in PhantomConfig().shape], "Volume shape Z,Y,X in voxels.", flag_values=fv
-    )
-    flags.DEFINE_integer("n_nuclei", PhantomConfig().n_nuclei, "Nuclei per volume.", flag_values=fv)
-
-
-def main(argv: Sequence[str]) -> None:
-    """absl entry point: ``python -m nucgen_tf.recipes.phantom3d --out=DIR [...]``."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
-    values = flags.FLAGS
-    if not values.out:
-        raise app.UsageError("--out is required (the folder to write the data set to).")
-    try:
-        shape = tuple(int(s) for s in values.shape)
-        config = PhantomConfig(shape=shape, n_nuclei=values.n_nuclei)
-    except ValueError as err:
-        raise app.UsageError(f"Bad --shape/--n_nuclei: {err}") from err
-    rows = generate(
-        values.out,
-        values.snr,
-        seed=values.seed,
-        n_train=values.n_train,
-        n_test=values.n_test,
-        config=config,
-        n_val=values.n_val,
-    )
-    for name, table in rows.items():
-        logging.info("%s SNR: %d volumes, %d nuclei.", name, len(table), sum(r["n_instances"] for r in table))
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

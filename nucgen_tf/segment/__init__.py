@@ -8,10 +8,10 @@
 Pieces: `targets` (labels -> background / interior / boundary), the network
 (`nucgen_tf.models.segmenters`), `training` (tf.data patches of real + extra folders, Keras
 fit, checkpoints, model selection by `nucgen_tf.eval` scores), `instances` (probabilities ->
-labels by seeded watershed), `predict` (tiled prediction, label TIFFs) and `cli`
-(`nucgen segment train|predict`). StarDist, the second family, is `segment.stardist`; both
-share `data` (folders, labelled image sets, pooled scores, label TIFFs) and are driven
-through one `family.SegmenterFamily` protocol (`family.FAMILIES[config.family]`).
+labels by seeded watershed) and `predict` (tiled prediction, label TIFFs); the command
+`nucgen segment train|predict` is `nucgen_tf.commands.segment`. StarDist, the second family, is
+`segment.stardist`; both share `data` (folders, labelled image sets, pooled scores, label TIFFs)
+and are driven through one `family.SegmenterFamily` protocol (`family.FAMILIES[config.family]`).
 """
 
 from nucgen_tf.models.segmenters import CLASSES, SegmenterConfig, build_unet_segmenter

@@ -1,5 +1,7 @@
-"""The pieces of `nucgen synthesize` (see `nucgen_tf.synthesize` for the job itself).
+"""`nucgen synthesize` and `nucgen paint` as library calls, and their pieces.
 
+- `run`: a synthesis job, `synthesize(SynthesisOptions)`: run or resume, manifests, realism report.
+- `paint`: a paint job, `paint(PaintOptions)`: stage 3 alone on given masks (`paint_labels`).
 - `models`: load stage1/2/3 exported generators, check they chain, hash them.
 - `sampling`: per-sample random streams, seed arrangements, seed CSVs.
 - `arrangement_fit`: the "fitted" arrangement: layout statistics of real masks, seeds drawn from them.

@@ -1,9 +1,9 @@
-"""Train stage 2: `python -m nucgen_tf.trainers.stage2 --flagfile=configs/bbbc039/stage2.flags`."""
+"""Train stage 2: `python -m nucgen_tf.trainers.stage2 --flagfile=configs/bbbc039/stage2.flags`.
 
-from absl import app
-
-from nucgen_tf.trainers import train
+A thin alias of `nucgen train --stage 2` (`nucgen_tf.commands.train`), kept for that path.
+"""
 
 if __name__ == "__main__":
-    train.define_flags(stage=2)
-    app.run(train.main)
+    from nucgen_tf.commands import train
+
+    train.run_stage(2)

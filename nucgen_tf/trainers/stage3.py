@@ -1,9 +1,9 @@
-"""Train stage 3: `python -m nucgen_tf.trainers.stage3 --flagfile=configs/bbbc039/stage3.flags`."""
+"""Train stage 3: `python -m nucgen_tf.trainers.stage3 --flagfile=configs/bbbc039/stage3.flags`.
 
-from absl import app
-
-from nucgen_tf.trainers import train
+A thin alias of `nucgen train --stage 3` (`nucgen_tf.commands.train`), kept for that path.
+"""
 
 if __name__ == "__main__":
-    train.define_flags(stage=3)
-    app.run(train.main)
+    from nucgen_tf.commands import train
+
+    train.run_stage(3)

@@ -70,8 +70,8 @@ def test_cli_writes_table_and_json(tmp_path):
     pred_dir, truth_dir = write_folders(tmp_path, 2, truth_as_data_folder=True)
     out = tmp_path / "scores" / "eval.json"
     result = subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", "evaluate", f"--pred={pred_dir}", f"--truth={truth_dir}",
-         f"--json={out}", "--ndim=2"],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "evaluate", f"--pred={pred_dir}",
+         f"--truth={truth_dir}", f"--json={out}", "--ndim=2"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -114,7 +114,7 @@ def test_command_line_resumes_the_finished_run(smoke):
     config, _ = smoke
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.experiments.augmentation", "--preset=smoke",
+        [sys.executable, "-m", "nucgen_tf.commands.experiment", "--preset=smoke",
          f"--data_root={config.data_root}", f"--workdir={config.workdir}"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip

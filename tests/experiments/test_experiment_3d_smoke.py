@@ -27,8 +27,9 @@ import pytest
 from absl import flags
 
 from nucgen_tf import geometry, io, phantoms
+from nucgen_tf.commands import experiment as experiment_command
 from nucgen_tf.config import SeedConfig
-from nucgen_tf.experiments import augmentation, runner
+from nucgen_tf.experiments import runner
 from nucgen_tf.experiments.config import CONDITIONS, SLUGS
 from nucgen_tf.recipes import phantom3d
 
@@ -46,9 +47,9 @@ SEEDS = SeedConfig(density=2.0, cluster_radius=6.0, sparse_min_distance=12.0, cr
 
 def _experiment_flags(*argv: str):
     fv = flags.FlagValues()
-    augmentation.define_flags(fv)
+    experiment_command.define_flags(fv)
     fv(["augmentation", *argv])
-    return augmentation.config_from_flags(fv)
+    return experiment_command.config_from_flags(fv)
 
 
 @pytest.fixture(scope="module")
@@ -191,13 +192,13 @@ def test_stage_presets_parse_to_3d_stage_configs():
     script = (
         "import json, sys\n"
         "from absl import flags\n"
-        "from nucgen_tf import cli\n"
-        "cli.define_stage_flags()\n"
+        "from nucgen_tf.commands import flagsets\n"
+        "flagsets.define_stage_flags()\n"
         "out = {}\n"
         "for name in sys.argv[1:]:\n"
         "    flags.FLAGS.unparse_flags()\n"
         "    flags.FLAGS(['stage', f'--flagfile={name}'])\n"
-        "    cfg = cli.stage_config_from_flags()\n"
+        "    cfg = flagsets.stage_config_from_flags()\n"
         "    out[name] = [cfg.stage, cfg.ndim, list(cfg.patch.patch_shape), list(cfg.spacing),\n"
         "                 cfg.seeds.density, cfg.train.steps, cfg.data]\n"
         "print(json.dumps(out))\n"

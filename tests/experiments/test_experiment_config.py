@@ -10,8 +10,9 @@ import pytest
 from absl import flags
 
 from nucgen_tf import io
+from nucgen_tf.commands import experiment as experiment_command
 from nucgen_tf.config import SeedConfig, to_dict
-from nucgen_tf.experiments import augmentation, runner
+from nucgen_tf.experiments import runner
 from nucgen_tf.experiments import config as C
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -19,9 +20,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def _parse(argv):
     fv = flags.FlagValues()
-    augmentation.define_flags(fv)
+    experiment_command.define_flags(fv)
     fv(["augmentation", *argv])
-    return augmentation.config_from_flags(fv)
+    return experiment_command.config_from_flags(fv)
 
 
 @pytest.mark.parametrize(

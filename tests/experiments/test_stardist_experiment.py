@@ -16,8 +16,9 @@ import pytest
 from absl import flags
 
 from nucgen_tf import io
-from nucgen_tf.experiments import augmentation, runner
+from nucgen_tf.commands import experiment as experiment_command
 from nucgen_tf.experiments import config as C
+from nucgen_tf.experiments import runner
 
 # /work/exp/table1/experiment.json as written by the U-Net-only code, paths replaced by
 # placeholders that `_old_record` fills in.
@@ -54,9 +55,9 @@ OLD_RECORD = {
 
 def _parse(argv):
     fv = flags.FlagValues()
-    augmentation.define_flags(fv)
+    experiment_command.define_flags(fv)
     fv(["augmentation", *argv])
-    return augmentation.config_from_flags(fv)
+    return experiment_command.config_from_flags(fv)
 
 
 def _table1(tmp_path, *extra):

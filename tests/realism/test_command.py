@@ -24,7 +24,7 @@ _ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
 
 def _nucgen(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", "realism", *args],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "realism", *args],
         capture_output=True, text=True, cwd=REPO_ROOT, env=_ENV, timeout=120,
     )  # fmt: skip
 
@@ -60,7 +60,7 @@ def test_command_bad_folder_gives_one_line(tmp_path, real_fields):
 
 
 def test_realism_does_not_import_tensorflow():
-    code = ("import sys, nucgen_tf.realism, nucgen_tf.realism.command, nucgen_tf.realism.figure; "
+    code = ("import sys, nucgen_tf.realism, nucgen_tf.commands.realism, nucgen_tf.realism.figure; "
             "print('tensorflow' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "False", result.stderr
@@ -89,7 +89,8 @@ def test_tstr_patch_flag_sets_the_segmenter_patch(monkeypatch, tmp_path):
     """--tstr_patch=128 trains as Table I does (the default 256 px patch is 4x slower)."""
     import types
 
-    from nucgen_tf.realism import command, tstr
+    from nucgen_tf.commands import realism as command
+    from nucgen_tf.realism import tstr
 
     seen = {}
 

@@ -333,7 +333,10 @@ def test_fetch_bad_zip(tmp_path):
 def _nucgen(*args):
     """Run the real `nucgen` dispatcher in a subprocess (absl flags live in one process each)."""
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -361,7 +364,7 @@ def test_module_runs_as_script_and_reports_bad_src(tmp_path):
         [
             sys.executable,
             "-m",
-            "nucgen_tf.recipes.bbbc039",
+            "nucgen_tf.commands.fetch",
             f"--out={tmp_path / 'o'}",
             f"--src={tmp_path / 'x'}",
         ],

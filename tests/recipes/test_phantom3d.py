@@ -146,7 +146,7 @@ def test_module_runs_as_script(tmp_path):
         [
             sys.executable,
             "-m",
-            "nucgen_tf.recipes.phantom3d",
+            "nucgen_tf.commands.phantom3d",
             f"--out={tmp_path / 'o'}",
             "--snr=low",
             "--n_train=1",

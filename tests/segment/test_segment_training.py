@@ -104,7 +104,7 @@ def test_cli_predict_writes_uint16_labels(smoke_2d, tmp_path):
         [
             sys.executable,
             "-m",
-            "nucgen_tf.cli",
+            "nucgen_tf.commands.nucgen",
             "segment",
             "predict",
             "--model",

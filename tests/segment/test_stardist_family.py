@@ -274,7 +274,10 @@ def test_train_and_predict_3d_without_validation(stardist, tmp_path):
 
 def _nucgen(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -14,10 +14,10 @@ import pytest
 from scipy import spatial
 
 from nucgen_tf import geometry, io
-from nucgen_tf import synthesize as synth
 from nucgen_tf.config import SeedConfig
 from nucgen_tf.realism.shapes import nearest_neighbour_distances
 from nucgen_tf.synthesis import arrangement_fit, sampling
+from nucgen_tf.synthesis import run as synth
 from nucgen_tf.synthesis.arrangement_fit import FittedArrangement
 from nucgen_tf.synthesis.models import seed_geometry
 from nucgen_tf.synthesis.options import SynthesisOptions
@@ -242,7 +242,7 @@ def test_cli_takes_the_fit_flags(tmp_path):
         str(tmp_path / "o"),
     ]
     proc = subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", "synthesize", *args],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "synthesize", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0 and f"{path}: not a JSON arrangement fit" in proc.stderr

@@ -11,8 +11,8 @@ import pytest
 import tifffile
 
 from nucgen_tf import geometry, io
-from nucgen_tf.paint import PaintOptions, paint
 from nucgen_tf.synthesis import models, sampling
+from nucgen_tf.synthesis.paint import PaintOptions, paint
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, to_intensity
 from tests import tiny_generators
 from tests.helpers import write_disc_pairs
@@ -161,7 +161,10 @@ def test_load_image_stage_takes_a_models_folder_or_the_export_and_refuses_others
 
 def _nucgen(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", "paint", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "paint", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -19,7 +19,7 @@ from nucgen_tf.config import SeedConfig
 from nucgen_tf.synthesis import models, sampling, writers
 from nucgen_tf.synthesis.options import SynthesisOptions
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_chain, run_stage, to_intensity
-from nucgen_tf.synthesize import synthesize
+from nucgen_tf.synthesis.run import synthesize
 from tests import tiny_generators
 
 PATCH = {2: (64, 64), 3: (8, 32, 32)}
@@ -248,7 +248,7 @@ def test_bad_models_folders_are_named_in_the_error(tmp_path, exported, loaded):
 
 def _cli(*args, **kw):
     return subprocess.Popen(
-        [sys.executable, "-m", "nucgen_tf.cli", "synthesize", *args],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "synthesize", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -322,9 +322,9 @@ def test_require_seed_drops_the_pieces_stage_1_painted_away_from_seeds(loaded, m
 
 
 def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
-    """`python -m nucgen_tf.pretrained.bundle --out DIR` compacts the three stages outside the package."""
+    """`python -m nucgen_tf.commands.bundle --out DIR` compacts the three stages outside the package."""
     out = tmp_path / "bundles" / "mine"
-    command = ["-m", "nucgen_tf.pretrained.bundle", f"--models={exported('untrained', 2)}", f"--out={out}"]
+    command = ["-m", "nucgen_tf.commands.bundle", f"--models={exported('untrained', 2)}", f"--out={out}"]
     result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "bundle.json").read_text())

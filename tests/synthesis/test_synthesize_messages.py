@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from nucgen_tf import io, pretrained
-from nucgen_tf import synthesize as synth
+from nucgen_tf.commands import synthesize as synthesize_command
+from nucgen_tf.synthesis import run as synth
 from nucgen_tf.synthesis import writers
 from nucgen_tf.synthesis.options import SynthesisOptions
 
@@ -82,10 +83,10 @@ def test_main_turns_ctrl_c_into_one_line(monkeypatch, capsys):
     def interrupted(_):
         raise synth.Interrupted(4, 10)
 
-    monkeypatch.setattr(synth, "options_from_flags", lambda: None)
-    monkeypatch.setattr(synth, "synthesize", interrupted)
+    monkeypatch.setattr(synthesize_command, "options_from_flags", lambda: None)
+    monkeypatch.setattr(synthesize_command, "synthesize", interrupted)
     with pytest.raises(SystemExit) as stop:
-        synth.main(["nucgen synthesize"])
+        synthesize_command.main(["nucgen synthesize"])
     assert stop.value.code == 130
     assert capsys.readouterr().err == (
         "nucgen synthesize: interrupted; 4 of 10 samples written; rerun the same command to resume\n"
@@ -97,7 +98,8 @@ def test_cli_too_small_shape_with_the_bundled_generators_is_one_message(tmp_path
     """The issue's command: no TensorFlow traceback, no start-up chatter, one line, no files."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", "synthesize", "--shape=16,16", "--n=1", f"--out={out}"],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", "synthesize", "--shape=16,16", "--n=1",
+         f"--out={out}"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "NUCGEN_TF_LOGS")},
     )  # fmt: skip

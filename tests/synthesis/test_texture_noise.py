@@ -9,11 +9,11 @@ import pytest
 import tifffile
 
 from nucgen_tf.models.config import GeneratorConfig
-from nucgen_tf.paint import paint_labels
 from nucgen_tf.synthesis import models, sampling
 from nucgen_tf.synthesis.options import SynthesisOptions
+from nucgen_tf.synthesis.paint import paint_labels
 from nucgen_tf.synthesis.pipeline import ChainSettings, run_stage, with_texture_noise
-from nucgen_tf.synthesize import synthesize
+from nucgen_tf.synthesis.run import synthesize
 from tests import tiny_generators
 
 NOISY = GeneratorConfig(architecture="pix2pix", base_filters=4, depth=2, noise_channels=1)

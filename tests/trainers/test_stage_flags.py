@@ -10,14 +10,14 @@ import sys
 import pytest
 from absl import app
 
-from nucgen_tf import cli
+from nucgen_tf.commands import flagsets
 
 
 def test_parse_strides():
-    assert cli.parse_strides([]) == ()
-    assert cli.parse_strides(["1x2x2", "2", " 2 "]) == ((1, 2, 2), 2, 2)
+    assert flagsets.parse_strides([]) == ()
+    assert flagsets.parse_strides(["1x2x2", "2", " 2 "]) == ((1, 2, 2), 2, 2)
     with pytest.raises(app.UsageError, match=r"--d_strides takes one entry per level.*Received: 1x2xa"):
-        cli.parse_strides(["1x2xa"], "d_strides")
+        flagsets.parse_strides(["1x2xa"], "d_strides")
 
 
 def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
@@ -26,13 +26,13 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
     script = (
         "import dataclasses, json, sys\n"
         "from absl import flags\n"
-        "from nucgen_tf import cli\n"
-        "cli.define_stage_flags()\n"
+        "from nucgen_tf.commands import flagsets\n"
+        "flagsets.define_stage_flags()\n"
         "for argv in json.loads(sys.argv[1]):\n"
         "    flags.FLAGS.unparse_flags()\n"
         "    flags.FLAGS(['stage', '--stage=1', '--data=d', '--workdir=w', '--depth=3', *argv])\n"
         "    try:\n"
-        "        cfg = cli.stage_config_from_flags()\n"
+        "        cfg = flagsets.stage_config_from_flags()\n"
         "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides,\n"
         "                          'generator': dataclasses.asdict(cfg.generator),\n"
         "                          'eval': dataclasses.asdict(cfg.evaluation),\n"

@@ -293,13 +293,12 @@ def test_ctrl_c_saves_the_step_and_says_how_to_resume(tmp_path, bbbc039_train, m
 def test_train_command_turns_ctrl_c_into_one_line(monkeypatch, capsys):
     from absl import flags
 
-    from nucgen_tf import cli
-    from nucgen_tf.trainers import train
+    from nucgen_tf.commands import flagsets, train
 
     def interrupted(*_):
         raise loop.Interrupted(40, 100)
 
-    monkeypatch.setattr(cli, "stage_config_from_flags", lambda: None)
+    monkeypatch.setattr(flagsets, "stage_config_from_flags", lambda: None)
     monkeypatch.setattr(stages, "train", interrupted)
     monkeypatch.setattr(flags, "FLAGS", type("F", (), {"workdir": "w", "export_dir": None})())
     with pytest.raises(SystemExit) as stop:

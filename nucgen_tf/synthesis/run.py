@@ -1,4 +1,4 @@
-"""`nucgen synthesize`: three exported generators -> aligned image + instance-mask pairs.
+"""A synthesis job (`nucgen synthesize`): three exported generators -> aligned image + instance-mask pairs.
 
     nucgen synthesize --models runs/exported --n 1000 --out synthetic/
     nucgen synthesize --models M --n 1000 --out S --num_shards 4 --shard_index 2   # one of 4 workers
@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pathlib
-import sys
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from nucgen_tf.io import DataError
 from nucgen_tf.postprocess.decode import DECODING
@@ -422,158 +421,3 @@ def write_realism(reference: str, out: pathlib.Path, layout: writers.Layout) -> 
         "realism vs %s (%.1f s): %s, %s\n%s",
         reference, time.perf_counter() - start, out / REALISM_JSON, out / REALISM_PNG, format_table(report),
     )  # fmt: skip
-
-
-def define_flags() -> None:
-    """The flags of `nucgen synthesize`; defaults of None/empty come from the models' manifests."""
-    d = SynthesisOptions(models="", out="", n=0)
-    flags.DEFINE_string(
-        "models",
-        None,
-        "Folder with stage1/, stage2/, stage3/ exported generators "
-        "(default: the bundled BBBC039 generators, nucgen_tf/pretrained/bbbc039_2d).",
-    )
-    flags.DEFINE_string("out", None, "Output folder.")
-    flags.DEFINE_integer(
-        "n", None, "Number of samples (default with --seeds_csv: max sample + 1).", lower_bound=0
-    )
-    flags.DEFINE_integer("seed", d.seed, "Base seed; sample i uses SeedSequence([seed, i]).", lower_bound=0)
-    flags.DEFINE_list("shape", [], "Canvas shape Y,X or Z,Y,X (default: the stage-1 training patch).")
-    flags.DEFINE_enum(
-        "arrangement",
-        d.arrangement,
-        list(sampling.ARRANGEMENTS),
-        "Seed arrangement; fitted = the layout statistics of real masks (stage 1's training masks, "
-        "or --arrangement_data / --arrangement_fit); mixed = one of the stage-1 config's artificial "
-        "kinds per sample (random, clustered, sparse, crowded: hard-case emphasis).",
-    )
-    flags.DEFINE_string(
-        "arrangement_data", None,
-        "--arrangement fitted: real instance masks (label TIFFs, or a folder with masks/), fitted at start.",
-    )  # fmt: skip
-    flags.DEFINE_string(
-        "arrangement_fit", None,
-        "--arrangement fitted: a fit JSON file (nucgen_tf.synthesis.arrangement_fit.save_fit) instead.",
-    )  # fmt: skip
-    flags.DEFINE_float("seed_density", None, "Seeds per 10,000 px (default: stage-1 manifest).")
-    flags.DEFINE_float("cluster_radius", None, "Clustered: sigma of a cluster (px; default: manifest).")
-    flags.DEFINE_float("cluster_size", None, "Clustered: mean seeds per cluster (default: manifest).")
-    flags.DEFINE_float("sparse_min_distance", None, "Sparse: hard-core distance (default: manifest).")
-    flags.DEFINE_float("crowded_min_distance", None, "Crowded: hard-core distance (default: manifest).")
-    flags.DEFINE_list("spacing", [], "Physical voxel size per axis, e.g. 2,1,1 (default: manifest).")
-    flags.DEFINE_string("seeds_csv", None, "CSV of seed points: columns [sample,]y,x or [sample,]z,y,x.")
-    flags.DEFINE_integer(
-        "batch", d.batch, "Canvases/tiles per network call (1 = bit-reproducible).", lower_bound=1
-    )
-    flags.DEFINE_integer(
-        "chunk", d.chunk, "Samples per chunk; the manifest is saved after each.", lower_bound=1
-    )
-    flags.DEFINE_list(
-        "tile", [str(t) for t in d.tile], "Largest tile per axis (one or per axis; 0 = one pass)."
-    )
-    flags.DEFINE_list("overlap", [str(o) for o in d.overlap], "Tile overlap per axis (px).")
-    flags.DEFINE_enum(
-        "layout",
-        d.layout,
-        list(writers.LAYOUTS),
-        "stardist: images/ + masks/; cellpose: <name>.tif + <name>_masks.tif.",
-    )
-    flags.DEFINE_bool("save_intermediate", d.save_intermediate, "Also write intermediate/ representations.")
-    flags.DEFINE_bool("previews", d.previews, "Write previews/<name>.png.")
-    flags.DEFINE_float("min_alignment", d.min_alignment, "Flag samples with a lower alignment score.")
-    flags.DEFINE_float(
-        "max_labels_per_box", d.max_labels_per_box, "Flag samples with more labels per stage-1 box."
-    )
-    flags.DEFINE_enum(
-        "sensor_noise", d.sensor_noise, ["fitted", "none"],
-        "Add the camera noise fitted to the training images (stage-3 manifest) to generated images.",
-    )  # fmt: skip
-    flags.DEFINE_string(
-        "realism_reference", None,
-        "Real folder (images/ + masks/): write the run's realism report next to the manifest.",
-    )  # fmt: skip
-    flags.DEFINE_integer("num_shards", d.num_shards, "Split the job into this many shards.", lower_bound=1)
-    flags.DEFINE_integer(
-        "shard_index", d.shard_index, "This process's shard (samples i % num_shards).", lower_bound=0
-    )
-    flags.DEFINE_string("prefix", d.prefix, "Sample names are <prefix>_<index:06d>.")
-    flags.DEFINE_float("box_threshold", None, "Stage-1 decoding threshold (default: bv / (1 + bv) / 2).")
-    flags.DEFINE_integer("min_box_size", None, "Stage-1 decoding: smallest oval in px (default 2**ndim).")
-    flags.DEFINE_bool("split_touching", d.split_touching, "Stage-1 decoding: split touching ovals.")
-    flags.DEFINE_bool(
-        "require_seed", d.require_seed,
-        "Stage-1 decoding: only pieces holding a seed point become nuclei (drops invented blobs).",
-    )  # fmt: skip
-
-
-def models_or_bundled(models: str, what: str) -> str:
-    """`--models`, or the bundled BBBC039 folder when it is empty (logged, naming `what` is used)."""
-    if models:
-        return models
-    from nucgen_tf import pretrained
-
-    try:
-        bundled = str(pretrained.bundled_models())
-    except FileNotFoundError as err:
-        raise app.UsageError(f"--models is required: {err}") from err
-    logging.info("no --models: using the bundled %s in %s", what, bundled)
-    return bundled
-
-
-def options_from_flags() -> SynthesisOptions:
-    f = flags.FLAGS
-    if not f.out:
-        raise app.UsageError("--out is required.")
-    return SynthesisOptions(
-        models=models_or_bundled(f.models, "generators"),
-        out=f.out,
-        n=f.n,
-        seed=f.seed,
-        shape=tuple(int(v) for v in f.shape),
-        arrangement=f.arrangement,
-        arrangement_data=f.arrangement_data,
-        arrangement_fit=f.arrangement_fit,
-        density=f.seed_density,
-        cluster_radius=f.cluster_radius,
-        cluster_size=f.cluster_size,
-        sparse_min_distance=f.sparse_min_distance,
-        crowded_min_distance=f.crowded_min_distance,
-        spacing=tuple(float(v) for v in f.spacing),
-        seeds_csv=f.seeds_csv,
-        batch=f.batch,
-        chunk=f.chunk,
-        tile=tuple(int(v) for v in f.tile),
-        overlap=tuple(int(v) for v in f.overlap),
-        layout=f.layout,
-        save_intermediate=f.save_intermediate,
-        previews=f.previews,
-        min_alignment=f.min_alignment,
-        max_labels_per_box=f.max_labels_per_box,
-        sensor_noise=f.sensor_noise,
-        realism_reference=f.realism_reference,
-        num_shards=f.num_shards,
-        shard_index=f.shard_index,
-        prefix=f.prefix,
-        box_threshold=f.box_threshold,
-        min_box_size=f.min_box_size,
-        split_touching=f.split_touching,
-        require_seed=f.require_seed,
-    )
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        options = options_from_flags()
-        synthesize(options)
-    except (DataError, ValueError) as error:  # one plain line: the log line would repeat it
-        raise SystemExit(f"nucgen synthesize: {error}") from error
-    except Interrupted as stop:
-        sys.stderr.write(f"nucgen synthesize: {stop}\n")
-        raise SystemExit(130) from stop
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

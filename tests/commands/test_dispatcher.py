@@ -9,29 +9,29 @@ import sys
 
 import pytest
 
-from nucgen_tf import cli
+from nucgen_tf.commands import nucgen
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHATTER = ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "I0000", "W0000")
 
 
 def _nucgen(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "NUCGEN_TF_LOGS")}
     return subprocess.run(
-        [sys.executable, "-m", "nucgen_tf.cli", *args],
+        [sys.executable, "-m", "nucgen_tf.commands.nucgen", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=300, env={**base, **env},
     )  # fmt: skip
 
 
 def test_quiet_tensorflow_sets_only_what_the_user_left_unset():
     environ = {}
-    assert cli.quiet_tensorflow(environ)
+    assert nucgen.quiet_tensorflow(environ)
     assert environ == {"TF_CPP_MIN_LOG_LEVEL": "2"}
     mine = {"TF_CPP_MIN_LOG_LEVEL": "0"}
-    assert not cli.quiet_tensorflow(mine)  # the user asked for TensorFlow's logs
+    assert not nucgen.quiet_tensorflow(mine)  # the user asked for TensorFlow's logs
     assert mine == {"TF_CPP_MIN_LOG_LEVEL": "0"}
     on = {"NUCGEN_TF_LOGS": "1"}
-    assert not cli.quiet_tensorflow(on)
+    assert not nucgen.quiet_tensorflow(on)
     assert on == {"NUCGEN_TF_LOGS": "1"}
 
 

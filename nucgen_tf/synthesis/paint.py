@@ -1,4 +1,4 @@
-"""`nucgen paint`: stage 3 alone on your own masks -> aligned image + instance-mask pairs.
+"""A paint job (`nucgen paint`): stage 3 alone on your own masks -> aligned image + instance-mask pairs.
 
     nucgen paint --masks my_data/train --out painted/
     nucgen paint --masks cellpose_folder --models runs/bbbc039/models --out painted/ --sensor_noise none
@@ -14,8 +14,7 @@ Writes images/, masks/ (the input labels, 1..N), previews/ and manifest.json; a 
 finished masks and refuses other settings. `paint_labels` is
 the one place where given labels are painted: the r+p2p and p+CycleGAN baselines use it.
 
-The command lives beside `nucgen_tf/synthesize.py` (not in `synthesis/`) because, like it,
-it is a job with flags; it reuses synthesis's pieces and its manifest format.
+It reuses synthesis's pieces and its manifest format; its flags are in `nucgen_tf.commands`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import pathlib
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from nucgen_tf import geometry, io, viz
 from nucgen_tf.io import DataError
@@ -33,7 +32,7 @@ from nucgen_tf.synthesis import alignment, sampling, writers
 from nucgen_tf.synthesis.models import ImageStage, load_image_stage
 from nucgen_tf.synthesis.options import SENSOR_NOISE
 from nucgen_tf.synthesis.pipeline import ChainSettings, color_nuclei, image_scale, run_stage, to_intensity
-from nucgen_tf.synthesize import carried_records, models_or_bundled, smallest_canvas, write_realism
+from nucgen_tf.synthesis.run import carried_records, smallest_canvas, write_realism
 
 COMMAND = "paint"
 
@@ -280,68 +279,3 @@ def paint(options: PaintOptions) -> dict:
     if options.realism_reference:
         write_realism(options.realism_reference, out, layout)
     return manifest
-
-
-def define_flags() -> None:
-    """The flags of `nucgen paint`."""
-    d = PaintOptions(masks="", out="", models="")
-    flags.DEFINE_string(
-        "masks", None,
-        "Instance-label TIFFs: a folder of them, a data folder with masks/ (images/ ignored), or a "
-        "Cellpose-layout folder (<name>_masks.tif).",
-    )  # fmt: skip
-    flags.DEFINE_string("out", None, "Output folder (images/, masks/, previews/, manifest.json).")
-    flags.DEFINE_string(
-        "models", None,
-        "A folder holding stage3/, or a stage-3 export (default: the bundled BBBC039 generators).",
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "seed", d.seed, "Base seed; mask k (name order) uses SeedSequence([seed, k]).", lower_bound=0
-    )
-    flags.DEFINE_list(
-        "tile", [str(t) for t in d.tile], "Largest tile per axis (one or per axis; 0 = one pass)."
-    )
-    flags.DEFINE_list("overlap", [str(o) for o in d.overlap], "Tile overlap per axis (px).")
-    flags.DEFINE_integer("batch", d.batch, "Tiles per network call (1 = bit-reproducible).", lower_bound=1)
-    flags.DEFINE_enum(
-        "sensor_noise", d.sensor_noise, list(SENSOR_NOISE),
-        "fitted: draw the stage-3 manifest's camera noise on every image; none: clean images.",
-    )  # fmt: skip
-    flags.DEFINE_bool("previews", d.previews, "Write previews/<name>.png (image + contours).")
-    flags.DEFINE_float("min_alignment", d.min_alignment, "Flag images with a lower alignment score.")
-    flags.DEFINE_string(
-        "realism_reference", None, "Real images/ + masks/ folder: realism.json/png of the painted set vs it."
-    )
-
-
-def options_from_flags() -> PaintOptions:
-    f = flags.FLAGS
-    if not f.masks or not f.out:
-        raise app.UsageError("--masks and --out are required.")
-    models = models_or_bundled(f.models, "stage 3")
-    lists = {name: tuple(int(v) for v in getattr(f, name)) for name in ("tile", "overlap")}
-    plain = (
-        "masks",
-        "out",
-        "seed",
-        "batch",
-        "sensor_noise",
-        "previews",
-        "min_alignment",
-        "realism_reference",
-    )
-    return PaintOptions(models=models, **lists, **{name: getattr(f, name) for name in plain})
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        paint(options_from_flags())
-    except (DataError, ValueError) as error:  # one plain line: the log line would repeat it
-        raise SystemExit(f"nucgen paint: {error}") from error
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

@@ -198,16 +198,6 @@ def cell_dir(
     )
 
 
-def evaluate_segmenter(segmenter, folder: pathlib.Path, pred_dir: pathlib.Path) -> dict:
-    """Predicts every image of a data folder and scores the labels pooled over the images."""
-    from nucgen_tf.eval import pool
-    from nucgen_tf.eval.evaluate import evaluate_folders
-
-    seg_family.family_of(segmenter.config).predict_folder(segmenter, folder, pred_dir)
-    pooled = pool(evaluate_folders(pred_dir, folder, ndim=segmenter.ndim).values())
-    return {**seg_data.figures(pooled), "n_images": pooled.n_images, "pooled": pooled.to_dict()}
-
-
 def _eval_sets(config: ExperimentConfig, test_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Evaluation set name -> data folder: "test" first, then the extra sets."""
     return {"test": test_dir, **{name: pathlib.Path(folder) for name, folder in config.extra_eval}}
@@ -238,7 +228,9 @@ def run_cell(
             segmenter = family.load(folder / "segmenter")
             for name in missing:
                 logging.info("scoring %s for the finished cell %s", name, folder)
-                result["evals"][name] = evaluate_segmenter(segmenter, sets[name], folder / "pred" / name)
+                result["evals"][name] = seg_family.evaluate_segmenter(
+                    segmenter, sets[name], folder / "pred" / name
+                )
             io.write_json(path, result)
         return result
     started = time.perf_counter()
@@ -247,7 +239,9 @@ def run_cell(
     trained = family.train(seg_config, folders, folder / "segmenter")
     trained_at = time.perf_counter()
     segmenter = family.load(trained.model_dir)
-    evals = {name: evaluate_segmenter(segmenter, d, folder / "pred" / name) for name, d in sets.items()}
+    evals = {
+        name: seg_family.evaluate_segmenter(segmenter, d, folder / "pred" / name) for name, d in sets.items()
+    }
     result = {
         "n_train": amount.n_train,
         "condition": condition,

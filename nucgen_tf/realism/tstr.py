@@ -15,8 +15,8 @@ from typing import Any
 from absl import logging
 
 from nucgen_tf import io
-from nucgen_tf.experiments.runner import evaluate_segmenter
 from nucgen_tf.segment import SegmentTrainConfig, load_segmenter, train_segmenter
+from nucgen_tf.segment.family import evaluate_segmenter
 
 
 @dataclasses.dataclass(frozen=True)

@@ -170,3 +170,15 @@ def family_of_folder(model_dir: PathLike) -> SegmenterFamily:
         if family.name != DEFAULT_FAMILY and (model_dir / family.sidecar).is_file():
             return family
     return FAMILIES[DEFAULT_FAMILY]
+
+
+def evaluate_segmenter(segmenter: LoadedSegmenter, folder: PathLike, pred_dir: PathLike) -> dict:
+    """Predicts every image of a data folder and scores the labels pooled over the images
+    (the experiment's cells and TSTR score segmenters this one way)."""
+    from nucgen_tf.eval import pool
+    from nucgen_tf.eval.evaluate import evaluate_folders
+    from nucgen_tf.segment import data as seg_data
+
+    family_of(segmenter.config).predict_folder(segmenter, folder, pred_dir)
+    pooled = pool(evaluate_folders(pred_dir, folder, ndim=segmenter.ndim).values())
+    return {**seg_data.figures(pooled), "n_images": pooled.n_images, "pooled": pooled.to_dict()}

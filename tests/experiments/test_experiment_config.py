@@ -12,8 +12,8 @@ from absl import flags
 from nucgen_tf import io
 from nucgen_tf.commands import experiment as experiment_command
 from nucgen_tf.config import SeedConfig, to_dict
-from nucgen_tf.experiments import runner
 from nucgen_tf.experiments import config as C
+from nucgen_tf.experiments import runner
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,9 @@ import pytest
 from nucgen_tf import io
 from nucgen_tf.config import PatchConfig
 from nucgen_tf.experiments import baselines
+from nucgen_tf.exported.manifest import read_manifest
 from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
 from nucgen_tf.synthesis.models import load_image_stage
-from nucgen_tf.exported.manifest import read_manifest
 from nucgen_tf.trainers import realism_eval, stages
 from nucgen_tf.trainers.config import POLYGON_CYCLEGAN, EvalConfig, StageConfig, TrainConfig
 from tests.conftest import _require

@@ -192,7 +192,7 @@ def define_stage_flags(stage: int | None = None) -> None:
     flags.DEFINE_bool("jit_compile", t.jit_compile, "XLA-compile the train step.")
     flags.DEFINE_integer("seed", t.seed, "Random seed.")
     flags.DEFINE_enum(
-        "generator", g.architecture, ["unet3x3", "pix2pix"],
+        "generator", g.architecture, ["unet3x3", "pix2pix", "resnet"],
         "Generator: unet3x3 (the project's U-Net, 3x3 double convolutions) or pix2pix (Isola et al.'s "
         "U-Net: one 4x4 stride-2 convolution per level, 3-7x fewer FLOPs; use more --depth).",
     )  # fmt: skip

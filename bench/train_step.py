@@ -1,34 +1,38 @@
 """Train-step throughput of the three GAN stages: current vs reference nets, or XLA / oneDNN.
 
-    python bench/train_step.py --compare nets --quick  # smoke run of the net comparison
-    python bench/train_step.py --compare nets          # the real one: run it on an idle machine
+    /work/venv/bin/python bench/train_step.py --compare nets --quick  # smoke run, small sizes
+    /work/venv/bin/python bench/train_step.py --compare nets          # on an idle machine
 
 Net comparison (`--compare nets`, issue 19): per stage (1 CycleGAN, 2 paired CycleGAN,
 3 pix2pix), the stage built as the trainers build it (`trainers.stages.STAGES[n].make_model`)
 at the sizes and options of `configs/bbbc039_cpu/stageN.flags` (128x128, batch 2, filters
-8/8/16, depth 4, its precision, losses and discriminator), with three generators:
-  unet3x3  the current net, as the preset has it
+8/8/16, its precision, losses and discriminator), with three generators:
+  unet3x3  the current net, as the preset has it (depth 4, resize-conv)
   pix2pix  Isola et al.'s U-Net, down to a 1 px bottleneck (depth 7 at 128 px)
   resnet   Zhu et al.'s CycleGAN ResNet (2 down-sampling levels, 6 residual blocks)
 The reference nets take the preset's base filters and `--ref_upsampling` (default
-"transpose", the references' own; "nearest" is the preset's resize-conv). A stage's nets
-live in one worker process and are timed interleaved: every repeat times `--steps` steps of
-each net, in a rotated order; the figures are medians over `--repeats`. Printed per stage
-and net: the median step time, the convolution GFLOP of one step, the achieved GFLOP/s, and
-per stage `ratio current/reference stage N: X.XX` (step time of unet3x3 over the faster of
-the reference nets, and over each). The GFLOP are counted from the traced train step's
-graph, not TF's profiler (which has no 3D backprop counts): every Conv / conv-transpose op
-of the forward passes and every input / filter gradient op of the backward passes (the
-generator and the discriminator updates alike), 2 x (output positions) x (kernel volume
-x in x out channels) each; norms, activations and the optimizer are not counted. The one
-line per stage compares with the faster reference net (named on the next line).
+"transpose", the references' own; "nearest" is the preset's resize-conv). `--quick` uses
+64x64 patches and batch 1 (pix2pix depth 6) and few steps: a smoke run, not figures.
+
+A stage's nets live in one worker process and are timed interleaved: one untimed round,
+then every repeat times `--steps` steps of each net, in a rotated order; the figures are
+medians over `--repeats`. Printed per stage and net: the median step time, the convolution
+GFLOP of one step, the achieved GFLOP/s; then per stage `ratio current/reference stage N:
+X.XX`, the step time of unet3x3 over that of the faster reference net (named, with both
+ratios, on the next line).
+
+The GFLOP are counted from the traced train step's graph (not with TF's profiler, which
+counts no 3D gradients): every convolution and transposed convolution of the forward
+passes and every input / filter gradient of the backward passes, of the generator and the
+discriminator updates alike, at 2 x (output positions) x (kernel volume x in x out
+channels) each. Norms, activations, padding and the optimizer are not counted.
 
 Variant comparison (`--compare variants`, the default): each configuration runs in its own
 subprocess, so that the peak RSS is that of one model and one compiled step, and XLA /
-oneDNN / dtype settings cannot leak between runs. A run builds
-the stage's model, compiles `tf.function(model.train_step, jit_compile=...)`, takes
-`--warmup` steps (the first one traces and, with XLA, compiles), then times `--steps` steps
-on a fixed batch of one patch (the paper's CycleGAN / pix2pix batch size).
+oneDNN / dtype settings cannot leak between runs. A run builds the stage's model, compiles
+`tf.function(model.train_step, jit_compile=...)`, takes `--warmup` steps (the first one
+traces and, with XLA, compiles), then times `--steps` steps on a fixed batch of one patch
+(the paper's CycleGAN / pix2pix batch size).
 
 Variants, per stage / ndim / dtype:
   base    TF_ENABLE_ONEDNN_OPTS=0, no XLA (TensorFlow's own kernels; TF's default on CPUs
@@ -196,15 +200,18 @@ def _nets_worker(spec: dict) -> dict:
             "g_params": int(sum(math.prod(w.shape) for w in model.generator_variables)),
             "finite": bool(tf.math.is_finite(logs["g_loss"])),
         }
-    for repeat in range(spec["repeats"]):
-        order = nets[repeat % len(nets):] + nets[: repeat % len(nets)]  # rotated: no fixed position
+    # Repeat -1 is not timed: the first steps of a net after the others ran were up to 15x
+    # slower (measured here), although each net had had its own warm-up steps.
+    for repeat in range(-1, spec["repeats"]):
+        order = nets[repeat % len(nets) :] + nets[: repeat % len(nets)]  # rotated: no fixed position
         for net in order:
             step, batch = steps[net]
             start = time.perf_counter()
             for _ in range(spec["steps"]):
                 logs = step(batch)
             float(logs["g_loss"])  # wait for the last step
-            times[net].append((time.perf_counter() - start) / spec["steps"])
+            if repeat >= 0:
+                times[net].append((time.perf_counter() - start) / spec["steps"])
     for net in nets:
         results[net]["step_s"] = statistics.median(times[net])
         results[net]["step_s_all"] = times[net]

@@ -215,7 +215,8 @@ def _nets_worker(spec: dict) -> dict:
     for net in nets:
         results[net]["step_s"] = statistics.median(times[net])
         results[net]["step_s_all"] = times[net]
-    return {"stage": stage, "nets": results, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"stage": stage, "nets": results, "peak_rss_mb": peak_rss_mb}
 
 
 def _worker(spec: dict) -> dict:
@@ -302,13 +303,15 @@ def _compare_nets(args) -> None:
             print(f"#   stage {stage}: {result['error']}", flush=True)
             continue
         for net, r in result["nets"].items():
-            print(f"{stage:5d} {net:>8s} {'x'.join(map(str, r['patch'])):>9s} {r['batch']:5d} {r['filters']:4d} "
+            patch = "x".join(map(str, r["patch"]))
+            print(f"{stage:5d} {net:>8s} {patch:>9s} {r['batch']:5d} {r['filters']:4d} "
                   f"{r['depth']:5d} {r['upsampling']:>9s} {r['precision']:>14s} {r['g_params']:9d} "
                   f"{1e3 * r['step_s']:9.1f} {r['gflop']:7.2f} {r['gflop'] / r['step_s']:8.2f}"
                   + ("" if r["finite"] else "  NON-FINITE"), flush=True)
         times = {net: r["step_s"] for net, r in result["nets"].items()}
         reference = min(REFERENCE_NETS, key=times.__getitem__)
-        print(f"ratio current/reference stage {stage}: {times[CURRENT_NET] / times[reference]:.2f}", flush=True)
+        ratio = times[CURRENT_NET] / times[reference]
+        print(f"ratio current/reference stage {stage}: {ratio:.2f}", flush=True)
         print(f"#   reference = {reference} (the faster); "
               + ", ".join(f"current/{net} {times[CURRENT_NET] / times[net]:.2f}" for net in REFERENCE_NETS)
               + f"; worker peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)

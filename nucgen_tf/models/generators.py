@@ -345,7 +345,9 @@ def _resnet(
         norm = level > 0 or full_resolution_norm
         if upsampling == "transpose":
             kernel = _centred(kernel_size, stride)
-            x = L.conv_transpose(ndim, filters[level], kernel, stride, use_bias=not norm, name=f"{prefix}_up")(x)
+            x = L.conv_transpose(
+                ndim, filters[level], kernel, stride, use_bias=not norm, name=f"{prefix}_up"
+            )(x)
         else:
             x = L.upsample(ndim, stride, name=f"{prefix}_up")(x)
             x = L.reflect_conv(ndim, filters[level], flat, 1, use_bias=not norm, name=f"{prefix}_upconv")(x)

@@ -60,7 +60,8 @@ def test_resnet_is_the_cyclegan_generator_with_mirrored_borders():
     gen = build_generator(2, 3, 4, architecture="resnet", base_filters=8, depth=2, n_residual_blocks=3)
     convs = {layer.name: layer for layer in gen.layers if isinstance(layer, keras.layers.Conv2D)}
     # 7x7 stem, 2 stride-2 3x3 convolutions, 3 blocks of two 3x3 convolutions, 7x7 out.
-    assert [(c.kernel_size, c.strides, c.filters) for c in (convs["enc0_conv"], convs["enc1_conv"], convs["enc2_conv"])] == [
+    encoder = [convs[f"enc{i}_conv"] for i in range(3)]
+    assert [(c.kernel_size, c.strides, c.filters) for c in encoder] == [
         ((7, 7), (1, 1), 8), ((3, 3), (2, 2), 16), ((3, 3), (2, 2), 32)
     ]  # fmt: skip
     blocks = [f"res{i}{ab}_conv" for i in range(3) for ab in "ab"]
@@ -80,7 +81,9 @@ def test_resnet_is_the_cyclegan_generator_with_mirrored_borders():
     # the stem nor at full resolution (sparse maps), unless `full_resolution_norm`.
     norms = {layer.name for layer in gen.layers if isinstance(layer, keras.layers.GroupNormalization)}
     assert norms == {"enc1_norm", "enc2_norm", "dec1_up_norm", *(n.replace("conv", "norm") for n in blocks)}
-    normed = build_generator(2, 3, 4, architecture="resnet", base_filters=8, depth=2, full_resolution_norm=True)
+    normed = build_generator(
+        2, 3, 4, architecture="resnet", base_filters=8, depth=2, full_resolution_norm=True
+    )
     assert "dec0_up_norm" in {layer.name for layer in normed.layers}
 
 
@@ -98,7 +101,9 @@ def test_resnet_output_matches_any_input_divisible_by_4(ndim, upsampling):
 
 
 def test_resnet_keeps_the_stem_thin_on_an_axis_the_first_level_keeps():
-    gen = build_generator(3, 1, 1, architecture="resnet", base_filters=4, depth=2, strides=[(1, 2, 2), (1, 2, 2)])
+    gen = build_generator(
+        3, 1, 1, architecture="resnet", base_filters=4, depth=2, strides=[(1, 2, 2), (1, 2, 2)]
+    )
     assert gen.get_layer("enc0_conv").kernel_size == (3, 7, 7)
     assert gen.get_layer("out_conv").kernel_size == (3, 7, 7)
     assert tuple(gen(np.zeros((1, 2, 16, 16, 1), np.float32)).shape) == (1, 2, 16, 16, 1)
@@ -107,7 +112,9 @@ def test_resnet_keeps_the_stem_thin_on_an_axis_the_first_level_keeps():
 
 
 def test_resnet_dropout_sits_in_every_residual_block_and_only_trains():
-    gen = build_generator(2, 1, 1, architecture="resnet", base_filters=4, depth=2, n_residual_blocks=3, dropout=0.5)
+    gen = build_generator(
+        2, 1, 1, architecture="resnet", base_filters=4, depth=2, n_residual_blocks=3, dropout=0.5
+    )
     dropped = sorted(layer.name for layer in gen.layers if isinstance(layer, keras.layers.Dropout))
     assert dropped == ["res0_dropout", "res1_dropout", "res2_dropout"]
     x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 1)).astype(np.float32)

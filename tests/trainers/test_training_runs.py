@@ -294,7 +294,8 @@ def test_compact_export_of_float16_weights_is_bit_identical(tmp_path, gen):
     network has the same weights and computes the same bits."""
     generator = gan.build_pix2pix(2, 4, 1, gen, TINY_D).generator
     rng = np.random.default_rng(2)
-    generator.set_weights([rng.normal(0, 0.2, w.shape).astype("float16").astype("float32") for w in generator.weights])
+    halves = [rng.normal(0, 0.2, w.shape).astype(np.float16) for w in generator.weights]
+    generator.set_weights([w.astype(np.float32) for w in halves])  # float16 holds them exactly
     manifest = {
         "stage": 3, "ndim": 2, "input": {"channels": 4, "noise_channels": gen.noise_channels},
         "output": {"channels": 1}, "config": {"generator": dataclasses.asdict(gen)},

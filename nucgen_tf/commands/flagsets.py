@@ -164,10 +164,15 @@ def define_stage_flags(stage: int | None = None, fv: flags.FlagValues = FLAGS) -
     )
     flags.DEFINE_integer("seed", t.seed, "Random seed.", **kw)
     flags.DEFINE_enum(
-        "generator", g.architecture, ["unet3x3", "pix2pix"],
-        "Generator: unet3x3 (the project's U-Net, 3x3 double convolutions) or pix2pix (Isola et al.'s "
-        "U-Net: one 4x4 stride-2 convolution per level, 3-7x fewer FLOPs; use more --depth).", **kw,
+        "generator", g.architecture, ["unet3x3", "pix2pix", "resnet"],
+        "Generator: unet3x3 (the project's U-Net, 3x3 double convolutions), pix2pix (Isola et al.'s "
+        "U-Net: one 4x4 stride-2 convolution per level, 3-7x fewer FLOPs; use more --depth) or resnet "
+        "(Zhu et al.'s CycleGAN generator: --depth stride-2 levels, the reference 2, and "
+        "--n_residual_blocks residual blocks).", **kw,
     )  # fmt: skip
+    flags.DEFINE_integer(
+        "n_residual_blocks", g.n_residual_blocks, "Residual blocks of the resnet generator.", **kw
+    )
     flags.DEFINE_integer("filters", g.base_filters, "Generator base filters.", **kw)
     flags.DEFINE_integer(
         "max_filters", g.max_filters, "Cap on the generator's filters per level (bounds deep pix2pix nets).",
@@ -291,6 +296,7 @@ def stage_config_from_flags(fv: flags.FlagValues = FLAGS):
             base_filters=f.filters,
             max_filters=f.max_filters,
             depth=f.depth,
+            n_residual_blocks=f.n_residual_blocks,
             upsampling=f.upsampling,
             full_resolution_norm=f.full_resolution_norm,
             strides=parse_strides(f.strides),

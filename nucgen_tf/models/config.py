@@ -16,7 +16,7 @@ from nucgen_tf.models.augment import parse_policies
 
 UPSAMPLING_KINDS = ("transpose", "nearest")
 # Generator architectures and their default kernel sizes (`GeneratorConfig.kernel_size=None`).
-GENERATOR_ARCHITECTURES = {"unet3x3": 3, "pix2pix": 4}
+GENERATOR_ARCHITECTURES = {"unet3x3": 3, "pix2pix": 4, "resnet": 3}
 
 
 def _at_least(name: str, value: float, bound: float) -> None:
@@ -66,9 +66,13 @@ class GeneratorConfig:
             per level a strided and a plain convolution, 3x3 by default) or "pix2pix" (Isola
             et al.'s U-Net: one 4x4 stride-2 convolution per level, no full-resolution
             convolution; 3-7x fewer convolution FLOPs at the same width, so deeper nets fit the
-            same budget). See `nucgen_tf.models.generators`.
-        base_filters: filters of the first level; unet3x3's level `i` has `base_filters * 2**i`
-            (level 0 = full resolution), pix2pix's `base_filters * 2**(i - 1)` (level 1 = half).
+            same budget) or "resnet" (Zhu et al.'s CycleGAN generator: a 7x7 stem, `depth`
+            stride-2 convolutions, `n_residual_blocks` residual blocks, `depth` up-sampling
+            steps, a 7x7 output convolution; the reference has depth 2). See
+            `nucgen_tf.models.generators`.
+        base_filters: filters of the first level; unet3x3's and resnet's level `i` have
+            `base_filters * 2**i` (level 0 = full resolution), pix2pix's
+            `base_filters * 2**(i - 1)` (level 1 = half).
         depth: number of stride-2 (or per-axis) down-sampling levels; patch sizes must be
             divisible by `2**depth` per axis (by the product of `strides` when given).
         max_filters: cap on the filters of the deep levels (bounds 3D memory).
@@ -85,13 +89,20 @@ class GeneratorConfig:
             decoder level. Off by default: it makes an empty or sparse input come out flat
             gray (stage 1). On for stage 2, whose generators otherwise settled on painting
             the all-background median of the L1 terms in every short CPU run we made.
-            unet3x3 only (pix2pix has no full-resolution decoder level).
+            unet3x3 and resnet only (pix2pix has no full-resolution decoder level).
         dropout: dropout rate in the 3 innermost decoder levels while training (pix2pix
-            used 0.5); 0 = none.
+            used 0.5), in every residual block for resnet (as the reference CycleGAN's
+            `--use_dropout`); 0 = none.
         noise_channels: extra input channels of standard Gaussian noise, drawn by the
             caller, that every encoder and decoder level adds with a learned per-channel
             scale starting at 0 (`layers.NoiseInjection`): varied texture for one condition
             (stage 3). The network then takes `in_channels + noise_channels` channels.
+            resnet injects it in every residual block (the trunk) only.
+        n_residual_blocks: resnet only: residual blocks at the bottleneck. The reference
+            uses 9 at 256 px and 6 at 128 px; the default is 6 because the presets train on
+            128 px patches and the blocks are most of the net's FLOPs (at depth 2 each block
+            costs as much as all the down- and up-sampling convolutions together), which
+            counts on 2 CPU cores.
     """
 
     architecture: str = "unet3x3"
@@ -104,6 +115,7 @@ class GeneratorConfig:
     full_resolution_norm: bool = False
     dropout: float = 0.0
     noise_channels: int = 0
+    n_residual_blocks: int = 6
 
     def __post_init__(self):
         if self.architecture not in GENERATOR_ARCHITECTURES:
@@ -117,6 +129,7 @@ class GeneratorConfig:
         _at_least("depth", self.depth, 1)
         _at_least("kernel_size", self.kernel_size, 1)
         _at_least("noise_channels", self.noise_channels, 0)
+        _at_least("n_residual_blocks", self.n_residual_blocks, 1)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={self.dropout!r}")
         if self.max_filters < self.base_filters:

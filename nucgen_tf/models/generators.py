@@ -1,22 +1,26 @@
-"""U-Net encoder-decoder generators for any spatial rank (paper Sec. III).
+"""Encoder-decoder generators for any spatial rank (paper Sec. III).
 
 The paper's generators "adapt the encoder-decoder architecture with skip connections [U-Net]
 and Tanh is used as the activation function". Inputs and outputs are (B, *spatial, C) in
 [-1, 1]. The spatial input shape is left as None so that a generator trained on patches can
 translate any image whose sizes are multiples of the total stride (`2**depth` by default).
 
-Two architectures share this code path (and 2D/3D, by `ndim`):
+Three architectures share this code path (and 2D/3D, by `ndim`):
 
 - "unet3x3", the project's U-Net: a full-resolution convolution, then per level a strided
   and a plain 3x3 convolution, mirrored up in the decoder. Its full- and half-resolution
   double convolutions make it 3-7x more expensive in convolution FLOPs than
 - "pix2pix", the U-Net of Isola et al. (2017): one 4x4 stride-2 convolution per level, no
   full-resolution convolution; the last up-sampling paints the output.
+- "resnet", the CycleGAN generator of Zhu et al. (2017, after Johnson et al. 2016): a 7x7
+  stem, `depth` (2 in the reference) stride-2 convolutions, residual blocks at the
+  bottleneck, `depth` up-sampling steps and a 7x7 output convolution. No skip connections:
+  the residual trunk carries the content, which suits the unpaired stages' changes of shape.
 
-Both can take noise channels (`noise_channels`): standard Gaussian noise appended to the
+All can take noise channels (`noise_channels`): standard Gaussian noise appended to the
 input by the caller (`with_noise` while training, the sample's "texture" stream in
-synthesis), which every encoder and decoder level adds through a learned-scale
-`layers.NoiseInjection` that starts at 0.
+synthesis), which the U-Nets add at every encoder and decoder level and the ResNet in every
+residual block, through a learned-scale `layers.NoiseInjection` that starts at 0.
 """
 
 from __future__ import annotations
@@ -48,9 +52,10 @@ def build_generator(
     full_resolution_norm: bool = False,
     dropout: float = 0.0,
     noise_channels: int = 0,
+    n_residual_blocks: int = 6,
     name: str = "generator",
 ) -> keras.Model:
-    """Build a functional U-Net generator of built-in or registered layers (loads in safe mode).
+    """Build a functional generator of built-in or registered layers (loads in safe mode).
 
     "unet3x3" -- encoder: a full-resolution convolution with LeakyReLU(0.2), then per level a
     strided convolution and a convolution, each followed by instance norm and LeakyReLU(0.2).
@@ -72,22 +77,36 @@ def build_generator(
     tanh: no full-resolution feature map, no norm at full resolution. An even kernel on a
     stride-1 axis (per-axis strides, resize-conv) is one smaller, so that it stays centred.
 
+    "resnet" -- a mirror-padded 7x7 stem convolution (`kernel_size` on an axis that the
+    first level does not halve) with LeakyReLU(0.2) and no norm (as the U-Nets' input
+    layers, unlike the reference: a sparse map normalized per image loses how much of it is
+    empty); per level a mirror-padded `kernel_size` (3) strided convolution,
+    instance norm, ReLU; `n_residual_blocks` blocks of two mirror-padded `kernel_size`
+    convolutions with instance norm (ReLU between them, then noise and dropout), added to
+    their input; per level an up-sampling step (transposed `kernel_size` convolution as the
+    reference, or resize-conv), instance norm and ReLU, except at full resolution, where
+    the norm is dropped (LeakyReLU instead) unless `full_resolution_norm`; a mirror-padded
+    7x7 convolution to `out_channels` (float32) and tanh.
+
     Args:
         ndim: spatial rank, 2 or 3.
         in_channels: channels of the input domain (the condition, without noise).
         out_channels: channels of the output domain.
-        architecture: "unet3x3" or "pix2pix".
+        architecture: "unet3x3", "pix2pix" or "resnet".
         base_filters: filters of the first level, doubled per level.
         depth: number of down-sampling levels.
         max_filters: cap on filters per level.
-        kernel_size: kernel size of the convolutions; None = 3 (unet3x3) or 4 (pix2pix).
+        kernel_size: kernel size of the convolutions; None = 3 (unet3x3, resnet) or 4
+            (pix2pix). resnet's stem and output convolutions are 7x7 whatever this is.
         upsampling: "transpose" or "nearest".
         strides: None (isotropic 2) or one stride (int or per-axis tuple) per level.
-        full_resolution_norm: unet3x3: keep instance norm + ReLU in the full-resolution
-            decoder level.
+        full_resolution_norm: unet3x3, resnet: keep instance norm + ReLU in the
+            full-resolution decoder level.
         dropout: dropout rate after the up-sampling of the `DROPOUT_LEVELS` innermost
-            decoder levels (never at full resolution); 0 = none.
+            decoder levels (never at full resolution), or inside every residual block
+            (resnet); 0 = none.
         noise_channels: extra input channels of standard Gaussian noise (see module doc).
+        n_residual_blocks: resnet: residual blocks at the bottleneck.
         name: model name.
 
     Returns:
@@ -115,6 +134,8 @@ def build_generator(
         raise ValueError(f"`noise_channels` must be >= 0. Received: noise_channels={noise_channels}")
     if not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    if n_residual_blocks < 1:
+        raise ValueError(f"`n_residual_blocks` must be >= 1. Received: n_residual_blocks={n_residual_blocks}")
     kernel_size = GENERATOR_ARCHITECTURES[architecture] if kernel_size is None else int(kernel_size)
     level_strides = L.resolve_level_strides(ndim, depth, strides)
     net = _Net(ndim, in_channels, noise_channels, level_strides, dropout, name)
@@ -122,6 +143,11 @@ def build_generator(
         x = _unet3x3(
             net, base_filters, max_filters, kernel_size, upsampling, full_resolution_norm, out_channels
         )
+    elif architecture == "resnet":
+        x = _resnet(
+            net, base_filters, max_filters, kernel_size, upsampling, full_resolution_norm, out_channels,
+            n_residual_blocks,
+        )  # fmt: skip
     else:
         if full_resolution_norm:
             raise ValueError(
@@ -134,7 +160,7 @@ def build_generator(
 
 
 class _Net:
-    """What both architectures share: the input (split into condition and noise), the
+    """What the architectures share: the input (split into condition and noise), the
     per-level strides and sizes, and the optional noise injection and dropout."""
 
     def __init__(self, ndim, in_channels, noise_channels, level_strides, dropout, name):
@@ -269,6 +295,69 @@ def _pix2pix(net: _Net, base_filters, max_filters, kernel_size, upsampling, out_
     raise AssertionError("unreachable: the loop returns at level 0")
 
 
+# resnet's stem and output convolutions (the reference's 7x7, whatever `kernel_size` is).
+RESNET_OUTER_KERNEL = 7
+
+
+def _outer_kernel(kernel_size: int, first_stride: Sequence[int]) -> tuple[int, ...]:
+    """resnet's stem / output kernel: 7 taps per axis, but `kernel_size` (centred) on an
+    axis the first level does not halve (an anisotropic Z: 7 slices would span much more
+    than 7 pixels, and a thin stack could not mirror-pad 3 slices)."""
+    flat = _centred(kernel_size, (1,) * len(first_stride))
+    return tuple(RESNET_OUTER_KERNEL if s > 1 else f for s, f in zip(first_stride, flat))
+
+
+def _resnet(
+    net: _Net, base_filters, max_filters, kernel_size, upsampling, full_resolution_norm, out_channels,
+    n_blocks,
+):  # fmt: skip
+    ndim, depth, level_strides = net.ndim, net.depth, net.level_strides
+    filters = [min(base_filters * 2**i, max_filters) for i in range(depth + 1)]
+    flat = _centred(kernel_size, (1,) * ndim)  # stride-1 convolutions stay centred
+    outer = _outer_kernel(kernel_size, level_strides[0])
+
+    def conv_norm_act(x, n_filters, kernel, stride, act, prefix, norm=True):
+        x = L.reflect_conv(ndim, n_filters, kernel, stride, use_bias=not norm, name=f"{prefix}_conv")(x)
+        if norm:
+            x = L.instance_norm(name=f"{prefix}_norm")(x)
+        return L.activation(act, name=f"{prefix}_act")(x)
+
+    # No norm on the stem (the reference has one): see the U-Nets' input layers.
+    x = conv_norm_act(net.condition, filters[0], outer, 1, "leaky_relu", "enc0", norm=False)
+    for level in range(1, depth + 1):
+        stride = level_strides[level - 1]
+        x = conv_norm_act(x, filters[level], _centred(kernel_size, stride), stride, "relu", f"enc{level}")
+
+    for block in range(n_blocks):
+        prefix = f"res{block}"
+        y = conv_norm_act(x, filters[depth], flat, 1, "relu", f"{prefix}a")
+        y = net.inject(y, depth, prefix)
+        if net.dropout:
+            y = keras.layers.Dropout(net.dropout, name=f"{prefix}_dropout")(y)
+        y = L.reflect_conv(ndim, filters[depth], flat, 1, use_bias=False, name=f"{prefix}b_conv")(y)
+        y = L.instance_norm(name=f"{prefix}b_norm")(y)
+        x = keras.layers.Add(name=f"{prefix}_add")([x, y])
+
+    for level in range(depth - 1, -1, -1):
+        stride = level_strides[level]
+        prefix = f"dec{level}"
+        # No norm at full resolution unless asked for (see unet3x3's decoder); LeakyReLU then.
+        norm = level > 0 or full_resolution_norm
+        if upsampling == "transpose":
+            kernel = _centred(kernel_size, stride)
+            x = L.conv_transpose(
+                ndim, filters[level], kernel, stride, use_bias=not norm, name=f"{prefix}_up"
+            )(x)
+        else:
+            x = L.upsample(ndim, stride, name=f"{prefix}_up")(x)
+            x = L.reflect_conv(ndim, filters[level], flat, 1, use_bias=not norm, name=f"{prefix}_upconv")(x)
+        if norm:
+            x = L.instance_norm(name=f"{prefix}_up_norm")(x)
+        x = L.activation("relu" if norm else "leaky_relu", name=f"{prefix}_up_act")(x)
+
+    return L.reflect_conv(ndim, out_channels, outer, 1, name="out_conv", dtype="float32")(x)
+
+
 def generator_from_config(
     config: GeneratorConfig, ndim: int, in_channels: int, out_channels: int, name: str = "generator"
 ) -> keras.Model:
@@ -290,6 +379,7 @@ def generator_from_config(
         full_resolution_norm=config.full_resolution_norm,
         dropout=config.dropout,
         noise_channels=config.noise_channels,
+        n_residual_blocks=config.n_residual_blocks,
         name=name,
     )
 
@@ -315,7 +405,8 @@ def smallest_input(config: GeneratorConfig, ndim: int) -> tuple[int, ...]:
     "paddings must be less than the dimension size"); the deepest such convolution decides.
     For unet3x3 that is `(kernel_size // 2) * divisor + 1` (e.g. 17 px for 16-divisor nets);
     pix2pix pads at most 1 px and only up to the level above its innermost, so any multiple
-    of its divisor works.
+    of its divisor works. resnet's residual blocks pad `kernel_size // 2` at the innermost
+    level (2 levels, 3x3: 5 px, hence 8) and its 7x7 stem 3 px at full resolution.
     """
     level_strides = L.resolve_level_strides(ndim, config.depth, config.strides or None)
     factors = [(1,) * ndim]
@@ -328,12 +419,19 @@ def smallest_input(config: GeneratorConfig, ndim: int) -> tuple[int, ...]:
         if config.architecture == "unet3x3":
             pads.append((factors[level - 1], L.same_padding(ndim, k, stride)))
             pads.append((factors[level], L.same_padding(ndim, k, 1)))
+        elif config.architecture == "resnet":
+            pads.append((factors[level - 1], L.same_padding(ndim, _centred(k, stride), stride)))
+            if config.upsampling == "nearest":
+                pads.append((factors[level - 1], L.same_padding(ndim, _centred(k, (1,) * ndim), 1)))
         else:
             pads.append((factors[level - 1], L.same_padding(ndim, _centred(k, stride), stride)))
             if config.upsampling == "nearest":
                 pads.append((factors[level - 1], L.same_padding(ndim, _centred(k, (1,) * ndim), 1)))
     if config.architecture == "unet3x3":
         pads.append((factors[0], L.same_padding(ndim, k, 1)))
+    if config.architecture == "resnet":
+        pads.append((factors[0], L.same_padding(ndim, _outer_kernel(k, level_strides[0]), 1)))
+        pads.append((factors[config.depth], L.same_padding(ndim, _centred(k, (1,) * ndim), 1)))
     need = [1] * ndim
     for factor, padding in pads:
         for axis, (before, after) in enumerate(padding):

@@ -1,4 +1,4 @@
-"""The pix2pix generator architecture and noise channels (nucgen_tf.models.generators, layers)."""
+"""The pix2pix and resnet generator architectures and noise channels (nucgen_tf.models.generators, layers)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from nucgen_tf.models import DiscriminatorConfig, GeneratorConfig, Pix2Pix, buil
 from nucgen_tf.models import layers as L
 from nucgen_tf.models.generators import build_generator, generator_from_config, smallest_input, with_noise
 
-ARCHITECTURES = ["unet3x3", "pix2pix"]
+UNETS = ["unet3x3", "pix2pix"]
+ARCHITECTURES = [*UNETS, "resnet"]
 
 
 def _noise_layers(model: keras.Model) -> list[L.NoiseInjection]:
@@ -55,7 +56,82 @@ def test_pix2pix_keeps_even_kernels_centred_on_unstrided_axes():
     assert tuple(gen(np.zeros((1, 4, 16, 16, 1), np.float32)).shape) == (1, 4, 16, 16, 1)
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_resnet_is_the_cyclegan_generator_with_mirrored_borders():
+    gen = build_generator(2, 3, 4, architecture="resnet", base_filters=8, depth=2, n_residual_blocks=3)
+    convs = {layer.name: layer for layer in gen.layers if isinstance(layer, keras.layers.Conv2D)}
+    # 7x7 stem, 2 stride-2 3x3 convolutions, 3 blocks of two 3x3 convolutions, 7x7 out.
+    encoder = [convs[f"enc{i}_conv"] for i in range(3)]
+    assert [(c.kernel_size, c.strides, c.filters) for c in encoder] == [
+        ((7, 7), (1, 1), 8), ((3, 3), (2, 2), 16), ((3, 3), (2, 2), 32)
+    ]  # fmt: skip
+    blocks = [f"res{i}{ab}_conv" for i in range(3) for ab in "ab"]
+    assert all(convs[n].kernel_size == (3, 3) and convs[n].filters == 32 for n in blocks)
+    out = convs["out_conv"]
+    assert out.kernel_size == (7, 7) and out.filters == 4 and out.dtype == "float32"
+    assert len(convs) == 3 + len(blocks) + 1
+    # Reflect padding on every convolution, residual additions, and no U-Net skips.
+    assert all(isinstance(gen.get_layer(f"{name}_pad"), L.ReflectPadding) for name in convs)
+    assert sum(isinstance(layer, keras.layers.Add) for layer in gen.layers) == 3
+    assert not any(isinstance(layer, keras.layers.Concatenate) for layer in gen.layers)
+    ups = [layer for layer in gen.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [(u.name, u.kernel_size, u.strides, u.filters) for u in ups] == [
+        ("dec1_up", (3, 3), (2, 2), 16), ("dec0_up", (3, 3), (2, 2), 8)
+    ]  # fmt: skip
+    # Instance norm on the down-sampling, the blocks and the half-resolution up step; none on
+    # the stem nor at full resolution (sparse maps), unless `full_resolution_norm`.
+    norms = {layer.name for layer in gen.layers if isinstance(layer, keras.layers.GroupNormalization)}
+    assert norms == {"enc1_norm", "enc2_norm", "dec1_up_norm", *(n.replace("conv", "norm") for n in blocks)}
+    normed = build_generator(
+        2, 3, 4, architecture="resnet", base_filters=8, depth=2, full_resolution_norm=True
+    )
+    assert "dec0_up_norm" in {layer.name for layer in normed.layers}
+
+
+@pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_resnet_output_matches_any_input_divisible_by_4(ndim, upsampling):
+    gen = build_generator(ndim, 2, 3, architecture="resnet", base_filters=4, depth=2, n_residual_blocks=2,
+                          upsampling=upsampling)  # fmt: skip
+    sizes = {2: [(8, 8), (12, 20), (36, 44)], 3: [(8, 8, 8), (8, 12, 16)]}[ndim]
+    rng = np.random.default_rng(0)
+    for spatial in sizes:
+        y = gen(rng.uniform(-1, 1, (2, *spatial, 2)).astype(np.float32))
+        assert tuple(y.shape) == (2, *spatial, 3) and y.dtype == tf.float32
+        assert float(tf.reduce_max(tf.abs(y))) <= 1.0
+
+
+def test_resnet_keeps_the_stem_thin_on_an_axis_the_first_level_keeps():
+    gen = build_generator(
+        3, 1, 1, architecture="resnet", base_filters=4, depth=2, strides=[(1, 2, 2), (1, 2, 2)]
+    )
+    assert gen.get_layer("enc0_conv").kernel_size == (3, 7, 7)
+    assert gen.get_layer("out_conv").kernel_size == (3, 7, 7)
+    assert tuple(gen(np.zeros((1, 2, 16, 16, 1), np.float32)).shape) == (1, 2, 16, 16, 1)
+    config = GeneratorConfig(architecture="resnet", depth=2, strides=((1, 2, 2), (1, 2, 2)))
+    assert smallest_input(config, 3) == (2, 5, 5)
+
+
+def test_resnet_dropout_sits_in_every_residual_block_and_only_trains():
+    gen = build_generator(
+        2, 1, 1, architecture="resnet", base_filters=4, depth=2, n_residual_blocks=3, dropout=0.5
+    )
+    dropped = sorted(layer.name for layer in gen.layers if isinstance(layer, keras.layers.Dropout))
+    assert dropped == ["res0_dropout", "res1_dropout", "res2_dropout"]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_array_equal(gen(x, training=False).numpy(), gen(x, training=False).numpy())
+    assert not np.array_equal(gen(x, training=True).numpy(), gen(x, training=False).numpy())
+
+
+def test_resnet_blocks_come_from_the_config():
+    config = GeneratorConfig(architecture="resnet", base_filters=4, depth=2, n_residual_blocks=2)
+    assert config.kernel_size == 3 and GeneratorConfig().n_residual_blocks == 6
+    gen = generator_from_config(config, 2, 1, 1)
+    assert sum(isinstance(layer, keras.layers.Add) for layer in gen.layers) == 2
+    with pytest.raises(ValueError, match="n_residual_blocks"):
+        GeneratorConfig(architecture="resnet", n_residual_blocks=0)
+
+
+@pytest.mark.parametrize("architecture", UNETS)
 def test_dropout_sits_in_the_three_innermost_decoder_levels_and_only_trains(architecture):
     gen = build_generator(2, 1, 1, architecture=architecture, base_filters=4, depth=5, dropout=0.5)
     dropped = sorted(layer.name for layer in gen.layers if isinstance(layer, keras.layers.Dropout))
@@ -87,8 +163,9 @@ def test_noise_scales_start_at_zero_so_the_net_starts_as_one_without_noise(archi
     noisy = generator_from_config(dataclasses.replace(config, noise_channels=1), 2, 4, 1)
     assert noisy.inputs[0].shape[-1] == 5
     # Every encoder and decoder level injects noise: unet3x3 also at full resolution (levels
-    # 0-2 and 1-0), pix2pix where it has feature maps (encoder 1-2, decoder 1).
-    levels = {"unet3x3": 5, "pix2pix": 3}[architecture]
+    # 0-2 and 1-0), pix2pix where it has feature maps (encoder 1-2, decoder 1); resnet in
+    # each of its (default 6) residual blocks.
+    levels = {"unet3x3": 5, "pix2pix": 3, "resnet": 6}[architecture]
     assert len(_noise_layers(noisy)) == levels
     weights = {w.path: w for w in plain.weights}
     for w in noisy.weights:
@@ -128,14 +205,18 @@ def test_with_noise_appends_standard_normal_channels():
         GeneratorConfig(depth=2, kernel_size=5),
         GeneratorConfig(architecture="pix2pix", depth=3),
         GeneratorConfig(architecture="pix2pix", depth=3, upsampling="nearest"),
+        GeneratorConfig(architecture="resnet", depth=2, n_residual_blocks=1),
+        GeneratorConfig(architecture="resnet", depth=3, n_residual_blocks=1, upsampling="nearest"),
     ],
-    ids=["unet3x3", "unet3x3-k5", "pix2pix", "pix2pix-nearest"],
+    ids=["unet3x3", "unet3x3-k5", "pix2pix", "pix2pix-nearest", "resnet", "resnet-nearest"],
 )
 def test_smallest_input_is_the_smallest_size_that_runs(config):
     divisor = 2**config.depth
     need = smallest_input(config, 2)
     if config.architecture == "unet3x3":
         assert need == ((config.kernel_size // 2) * divisor + 1,) * 2  # synthesis' former rule
+    if config.architecture == "resnet":  # the 3x3 blocks pad 1 px at the innermost level
+        assert need == (divisor + 1,) * 2
     gen = generator_from_config(config, 2, 1, 1)
     runs = -(-need[0] // divisor) * divisor
     assert gen(np.zeros((1, runs, runs, 1), np.float32)).shape == (1, runs, runs, 1)

@@ -17,7 +17,7 @@ from nucgen_tf.models.generators import build_generator, generator_from_config
 SIZES = {2: [(32, 32), (64, 96)], 3: [(8, 16, 16), (8, 32, 16)]}
 
 
-@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix"])
+@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix", "resnet"])
 @pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_generator_any_size_and_range(ndim, upsampling, architecture):
@@ -33,7 +33,7 @@ def test_generator_any_size_and_range(ndim, upsampling, architecture):
         assert float(tf.reduce_max(tf.abs(y))) <= 1.0
 
 
-@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix"])
+@pytest.mark.parametrize("architecture", ["unet3x3", "pix2pix", "resnet"])
 def test_generator_anisotropic_strides_keep_thin_z(architecture):
     strides = [(1, 2, 2), (1, 2, 2)]
     gen = build_generator(3, 1, 1, architecture=architecture, base_filters=8, depth=2, strides=strides)
@@ -56,7 +56,9 @@ def test_generator_rejects_bad_upsampling():
         build_generator(2, 1, 1, upsampling="bilinear")
 
 
-@pytest.mark.parametrize("architecture, noise_channels", [("unet3x3", 0), ("pix2pix", 0), ("pix2pix", 1)])
+@pytest.mark.parametrize(
+    "architecture, noise_channels", [("unet3x3", 0), ("pix2pix", 0), ("pix2pix", 1), ("resnet", 1)]
+)
 def test_generator_saves_and_loads_in_safe_mode(tmp_path, architecture, noise_channels):
     gen = build_generator(
         2, 4, 1, architecture=architecture, base_filters=8, depth=2, noise_channels=noise_channels,
@@ -107,6 +109,8 @@ def test_configs_round_trip_through_json_dicts():
     gen = GeneratorConfig(architecture="pix2pix", depth=2, dropout=0.5, noise_channels=1,
                           upsampling="nearest")  # fmt: skip
     assert from_dict(GeneratorConfig, to_dict(gen)) == gen and to_dict(gen)["kernel_size"] == 4
+    gen = GeneratorConfig(architecture="resnet", depth=2, n_residual_blocks=9, full_resolution_norm=True)
+    assert from_dict(GeneratorConfig, to_dict(gen)) == gen and to_dict(gen)["kernel_size"] == 3
     loss = GanLossConfig(adversarial="lsgan", pool_seed=None)
     assert from_dict(GanLossConfig, to_dict(loss)) == loss
     assert from_dict(DiscriminatorConfig, to_dict(DiscriminatorConfig())) == DiscriminatorConfig()
@@ -120,7 +124,8 @@ def test_configs_round_trip_through_json_dicts():
         (lambda: GeneratorConfig(upsampling="bilinear"), "upsampling='bilinear'"),
         (lambda: GeneratorConfig(depth=2, strides=(2,)), "one entry per level"),
         (lambda: GeneratorConfig(depth=1, strides=((1, 3),)), "must be 1 or 2"),
-        (lambda: GeneratorConfig(architecture="resnet"), "architecture='resnet'"),
+        (lambda: GeneratorConfig(architecture="densenet"), "architecture='densenet'"),
+        (lambda: GeneratorConfig(architecture="resnet", n_residual_blocks=0), "n_residual_blocks=0"),
         (lambda: GeneratorConfig(dropout=1.0), "dropout=1.0"),
         (lambda: GeneratorConfig(noise_channels=-1), "noise_channels=-1"),
         (lambda: GeneratorConfig(architecture="pix2pix", full_resolution_norm=True), "full_resolution_norm"),

@@ -91,9 +91,13 @@ def test_discriminator_option_flags():
 
 def test_generator_architecture_flags():
     flags = ("--stage=3", "--generator=pix2pix", "--depth=5", "--patch=64,64", "--dropout=0.5")
-    default, pix2pix = _parse((), (*flags, "--noise_channels=1", "--max_filters=64"))
+    resnet_flags = ("--stage=1", "--generator=resnet", "--depth=2", "--patch=64,64", "--n_residual_blocks=9")
+    default, pix2pix, resnet = _parse((), (*flags, "--noise_channels=1", "--max_filters=64"), resnet_flags)
     assert default["generator"]["architecture"] == "unet3x3" and default["generator"]["kernel_size"] == 3
     assert default["generator"]["noise_channels"] == 0 and default["generator"]["dropout"] == 0.0
     names = ("architecture", "kernel_size", "dropout", "noise_channels")
     assert [pix2pix["generator"][k] for k in names] == ["pix2pix", 4, 0.5, 1]
     assert default["generator"]["max_filters"] == 256 and pix2pix["generator"]["max_filters"] == 64
+    # kernel_size=None resolves to the chosen architecture's (3 for resnet).
+    assert [resnet["generator"][k] for k in ("architecture", "kernel_size", "depth")] == ["resnet", 3, 2]
+    assert resnet["generator"]["n_residual_blocks"] == 9 and default["generator"]["n_residual_blocks"] == 6

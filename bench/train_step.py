@@ -1,7 +1,7 @@
 """Train-step throughput of the three GAN stages: current vs reference nets, or XLA / oneDNN.
 
-    /work/venv/bin/python bench/train_step.py --compare nets --quick  # smoke run, small sizes
-    /work/venv/bin/python bench/train_step.py --compare nets          # on an idle machine
+    .venv/bin/python bench/train_step.py --compare nets --quick  # smoke run, small sizes
+    .venv/bin/python bench/train_step.py --compare nets          # on an idle machine
 
 Net comparison (`--compare nets`, issue 19): per stage (1 CycleGAN, 2 paired CycleGAN,
 3 pix2pix), the stage built as the trainers build it (`trainers.stages.STAGES[n].make_model`)
@@ -40,9 +40,9 @@ Variants, per stage / ndim / dtype:
   xla     TF_ENABLE_ONEDNN_OPTS=0, `jit_compile=True`
   onednn  TF_ENABLE_ONEDNN_OPTS=1, no XLA
 
-    /work/venv/bin/python bench/train_step.py --quick      # smoke run, small sizes
-    /work/venv/bin/python bench/train_step.py              # 256x256 and 32x64x64, 16 filters
-    /work/venv/bin/python bench/train_step.py --dtypes float32,mixed_bfloat16 --variants base,onednn
+    .venv/bin/python bench/train_step.py --quick      # smoke run, small sizes
+    .venv/bin/python bench/train_step.py              # 256x256 and 32x64x64, 16 filters
+    .venv/bin/python bench/train_step.py --dtypes float32,mixed_bfloat16 --variants base,onednn
 
 Columns: steps/s per variant, speed-up over `base`, first-step seconds (trace + compile),
 and the peak RSS of each worker process.

@@ -123,12 +123,16 @@ def define_stage_flags(stage: int | None = None, fv: flags.FlagValues = FLAGS) -
     """Flags of `nucgen train` / `python -m nucgen_tf.trainers.stageN`; presets set them in *.flags files."""
     from nucgen_tf.config import PatchConfig, RenderConfig
     from nucgen_tf.models.config import DiscriminatorConfig, GanLossConfig, GeneratorConfig
-    from nucgen_tf.trainers.config import EXPORT_CHECKPOINTS, EvalConfig, TrainConfig
+    from nucgen_tf.trainers.config import EXPORT_CHECKPOINTS, STAGES, EvalConfig, TrainConfig
 
     t, g, d, loss, p = TrainConfig(), GeneratorConfig(), DiscriminatorConfig(), GanLossConfig(), PatchConfig()
     e = EvalConfig()
     kw = {"flag_values": fv}
-    flags.DEFINE_integer("stage", stage, "1: seeds -> box map, 2: ellipses -> mask, 3: mask -> image.", **kw)
+    flags.DEFINE_enum(
+        "stage", None if stage is None else str(stage), [str(s) for s in STAGES],
+        "1: seeds -> box map, 2: ellipses -> mask, 3: mask -> image, p+CycleGAN: the baseline's "
+        "parametric masks -> images (unpaired; Mahmood et al.).", **kw,
+    )  # fmt: skip
     flags.DEFINE_string("data", None, "Training folder with images/ and masks/.", **kw)
     flags.DEFINE_string(
         "workdir", None, "Run folder: checkpoints, TensorBoard logs, panels, config.json.", **kw
@@ -268,7 +272,7 @@ def stage_config_from_flags(fv: flags.FlagValues = FLAGS):
         raise app.UsageError("--stage, --data and --workdir are required.")
     patch = tuple(int(v) for v in f.patch)
     return StageConfig(
-        stage=f.stage,
+        stage=int(f.stage) if f.stage.isdigit() else f.stage,
         data=f.data,
         patch=PatchConfig(patch_shape=patch, batch_size=f.batch, rot90=f.rot90, seed=f.seed),
         render=RenderConfig(bv=f.bv),

@@ -34,6 +34,7 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
         "    try:\n"
         "        cfg = flagsets.stage_config_from_flags()\n"
         "        print(json.dumps({'g': cfg.generator.strides, 'd': cfg.discriminator.strides,\n"
+        "                          'stage': cfg.stage,\n"
         "                          'generator': dataclasses.asdict(cfg.generator),\n"
         "                          'eval': dataclasses.asdict(cfg.evaluation),\n"
         "                          'd_scales': cfg.discriminator.scales,\n"
@@ -101,3 +102,16 @@ def test_generator_architecture_flags():
     # kernel_size=None resolves to the chosen architecture's (3 for resnet).
     assert [resnet["generator"][k] for k in ("architecture", "kernel_size", "depth")] == ["resnet", 3, 2]
     assert resnet["generator"]["n_residual_blocks"] == 9 and default["generator"]["n_residual_blocks"] == 6
+
+
+def test_stage_flag_takes_the_stage_table_rows():
+    one, baseline = _parse((), ("--stage=p+CycleGAN",))
+    assert one["stage"] == 1 and baseline["stage"] == "p+CycleGAN"  # ints stay ints, as configs expect
+    script = (
+        "from absl import flags\n"
+        "from nucgen_tf.commands import flagsets\n"
+        "flagsets.define_stage_flags()\n"
+        "flags.FLAGS(['x', '--stage=4'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "p+CycleGAN" in result.stderr  # the allowed rows are named

@@ -43,7 +43,7 @@ class Representations:
 
 def render_all(labels: np.ndarray, config: RenderConfig = RenderConfig()) -> Representations:
     """Render the seed map, box map, colored ellipses and colored mask of a label image."""
-    lut = geometry.color_labels(labels, config.color_margin)
+    lut = geometry.color_labels(labels, config.color_margin, oriented=config.oriented)
     maps = geometry.render_representations(None, config, labels=labels, lut=lut)
     return Representations(
         seed_map=maps["seed_map"][..., 0],

@@ -233,6 +233,11 @@ def define_stage_flags(stage: int | None = None, fv: flags.FlagValues = FLAGS) -
     flags.DEFINE_float("r1_gamma", loss.r1_gamma, "R1 gradient penalty on the discriminator (0 = off).", **kw)
     define_seed_flags(TRAINED_SEED_FLAGS, fv=fv)
     flags.DEFINE_float("bv", RenderConfig.bv, "Eq. 1 boundary value.", **kw)
+    flags.DEFINE_boolean(
+        "oriented_boxes", RenderConfig.oriented,
+        "Stages 1-2: boxes along each nucleus' principal axes (turned ovals and ellipses); "
+        "axis-aligned boxes make diagonal, elongated nuclei round.", **kw,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "eval_every", e.every, "Steps between realism checks of the generator on --eval_data (0 = off).", **kw
     )
@@ -275,7 +280,7 @@ def stage_config_from_flags(fv: flags.FlagValues = FLAGS):
         stage=int(f.stage) if f.stage.isdigit() else f.stage,
         data=f.data,
         patch=PatchConfig(patch_shape=patch, batch_size=f.batch, rot90=f.rot90, seed=f.seed),
-        render=RenderConfig(bv=f.bv),
+        render=RenderConfig(bv=f.bv, oriented=f.oriented_boxes),
         seeds=SeedConfig(**seed_overrides(f)),
         train=TrainConfig(
             steps=f.steps,

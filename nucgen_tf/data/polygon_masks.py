@@ -41,7 +41,7 @@ def fitted_polygons(
 
 def colored_mask(labels: np.ndarray, render: RenderConfig, rng: np.random.Generator) -> np.ndarray:
     """(*spatial, 4) float32 colored mask + boundary in the stored range [0, 1]."""
-    lut = geometry.color_labels(labels, render.color_margin, rng)
+    lut = geometry.color_labels(labels, render.color_margin, rng, oriented=render.oriented)
     return np.asarray(geometry.render_colored_mask(labels, lut, render.boundary_width), np.float32)
 
 

@@ -115,7 +115,7 @@ def load_arrays(
                 name=pair.name,
                 image=nz.normalize(image, lo, hi),
                 labels=labels.astype(np.int32, copy=False),
-                lut=geometry.color_labels(labels, render.color_margin, rng),
+                lut=geometry.color_labels(labels, render.color_margin, rng, oriented=render.oriented),
                 norm_range=(lo, hi),
             )
         )

@@ -11,6 +11,12 @@ and an intensity that falls from 1 at the centre to bv / (1 + bv) on the rim (Eq
 coordinates, every component of a rendered map gives back its centre and semi-axes by
 linear least squares, exactly on clean maps and robustly on generated ones.
 
+Oriented boxes (`Boxes.axes`, from `boxes_from_labels(..., oriented=True)`) turn every oval
+along its nucleus' principal axes: an axis-aligned bounding box of a diagonal, elongated
+nucleus is near-square, so axis-aligned ovals teach the later stages round nuclei. With
+orientation, q is a full quadratic form, and `boxes_from_box_map(..., oriented=True)` fits it
+with its cross terms.
+
 Every renderer here touches only the window around each nucleus, never a full-canvas
 array per nucleus, so it stays cheap on 2048 x 2048 synthesis canvases with thousands of
 nuclei.
@@ -38,11 +44,15 @@ class Boxes:
         centers: (N, ndim) float64 box centres in pixel indices, (min + max) / 2 per axis.
         extents: (N, ndim) float64 full box sizes in pixels, max - min + 1 per axis (> 0).
         ids: (N,) int64 instance ids (the label values they came from); default 1..N.
+        axes: optional (N, ndim, ndim) float64 rotations whose columns are each box's own
+            axes (unit vectors in array-axis order); `extents` are then the sizes along them.
+            None = axis-aligned (every rotation the identity).
     """
 
     centers: np.ndarray
     extents: np.ndarray
     ids: np.ndarray | None = None
+    axes: np.ndarray | None = None
 
     def __post_init__(self):
         centers = np.array(self.centers, dtype=np.float64, ndmin=2)
@@ -68,8 +78,21 @@ class Boxes:
             )
         if len(np.unique(ids)) != len(ids):
             raise ValueError(f"`ids` must be unique. Received: ids={ids.tolist()}")
-        for name, value in (("centers", centers), ("extents", extents), ("ids", ids)):
-            value.setflags(write=False)
+        axes = None
+        if self.axes is not None:
+            ndim = centers.shape[1]
+            axes = np.array(self.axes, dtype=np.float64).reshape(-1, ndim, ndim)
+            if axes.shape[0] != len(centers):
+                raise ValueError(
+                    f"`axes` must have shape (N, ndim, ndim) = ({len(centers)}, {ndim}, {ndim}). "
+                    f"Received: {np.shape(self.axes)}"
+                )
+            gram = np.einsum("nij,nik->njk", axes, axes)
+            if not np.allclose(gram, np.eye(ndim), atol=1e-6):
+                raise ValueError("`axes` must hold orthonormal columns (rotations).")
+        for name, value in (("centers", centers), ("extents", extents), ("ids", ids), ("axes", axes)):
+            if value is not None:
+                value.setflags(write=False)
             object.__setattr__(self, name, value)
 
     @property
@@ -79,6 +102,29 @@ class Boxes:
     def __len__(self) -> int:
         return self.centers.shape[0]
 
+    @property
+    def oriented(self) -> bool:
+        return self.axes is not None
+
+    def subset(self, index) -> Boxes:
+        """The boxes selected by `index` (a mask or indices), orientation kept."""
+        axes = None if self.axes is None else self.axes[index]
+        return Boxes(self.centers[index], self.extents[index], self.ids[index], axes)
+
+    def half_widths(self, semi_axes: np.ndarray) -> np.ndarray:
+        """(N, ndim) half-extent along each array axis of ovals with these semi-axes."""
+        semi_axes = np.asarray(semi_axes, np.float64)
+        if self.axes is None:
+            return semi_axes
+        return np.sqrt(np.einsum("ndk,nk->nd", self.axes**2, semi_axes**2))
+
+    def local_offsets(self, points: np.ndarray) -> np.ndarray:
+        """(P, N, ndim) offsets of P points from every box centre, in each box's own axes."""
+        offset = np.asarray(points, np.float64)[:, None, :] - self.centers[None, :, :]
+        if self.axes is None:
+            return offset
+        return np.einsum("pnd,ndk->pnk", offset, self.axes)
+
     @classmethod
     def empty(cls, ndim: int) -> Boxes:
         """No boxes, but a known ndim (so empty patches still render)."""
@@ -87,16 +133,20 @@ class Boxes:
         return cls(np.zeros((0, ndim)), np.ones((0, ndim)), np.zeros((0,), np.int64))
 
 
-def boxes_from_labels(labels: np.ndarray) -> Boxes:
+def boxes_from_labels(labels: np.ndarray, oriented: bool = False) -> Boxes:
     """Bounding boxes of every instance of a label mask.
 
     Args:
         labels: (*spatial) integer mask, 0 = background; ids need not be consecutive.
+        oriented: boxes along each instance's principal axes (`oriented_boxes_from_labels`)
+            instead of axis-aligned bounding boxes.
 
     Returns:
         `Boxes` with centre (min + max) / 2 and extent max - min + 1 per axis, ids = label values,
         in increasing id order.
     """
+    if oriented:
+        return oriented_boxes_from_labels(labels)
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"`labels` must be an integer array. Received: dtype={labels.dtype}")
@@ -119,6 +169,57 @@ def boxes_from_labels(labels: np.ndarray) -> Boxes:
     return Boxes(centers=(starts + stops - 1) / 2, extents=stops - starts, ids=np.asarray(ids))
 
 
+def _moment_axes(coords: np.ndarray, n_axes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes (columns) and semi-axes of the uniform ellipsoid with these pixels' spread.
+
+    A uniform ellipsoid in n dimensions has variance a^2 / (n + 2) along each of its axes;
+    pixels sample it with unit cells (Sheppard's correction: + 1/12 per axis), so
+    a_k = sqrt((n + 2) lambda_k) with lambda_k the eigenvalues of covariance + I / 12.
+    Axes come in the order of the array axes they are closest to, each pointing to +.
+    """
+    ndim = coords.shape[1]
+    n = ndim if n_axes is None else n_axes
+    cov = np.cov(coords, rowvar=False, bias=True).reshape(ndim, ndim) if len(coords) > 1 else np.zeros((ndim, ndim))
+    values, vectors = np.linalg.eigh(cov + np.eye(ndim) / 12.0)
+    return _ordered_axes(vectors, np.sqrt((n + 2) * np.clip(values, 1.0 / 12.0, None)))
+
+
+def _ordered_axes(vectors: np.ndarray, semi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns reordered so column d is the axis closest to array axis d (when unambiguous),
+    each pointing to + along that array axis: axis-aligned ovals come back as the identity."""
+    ndim = vectors.shape[0]
+    dominant = np.argmax(np.abs(vectors), axis=0)
+    if len(set(dominant.tolist())) == ndim:
+        order = np.argsort(dominant, kind="stable")
+        vectors, semi, dominant = vectors[:, order], semi[order], dominant[order]
+    signs = np.sign(vectors[dominant, np.arange(ndim)])
+    return vectors * np.where(signs == 0, 1.0, signs), semi
+
+
+def oriented_boxes_from_labels(labels: np.ndarray) -> Boxes:
+    """Boxes along each instance's principal axes, sized as its moment-matched ellipsoid.
+
+    Centre = centroid; axes = eigenvectors of the pixel covariance; extents = 2 a_k with
+    a_k the semi-axes of the uniform ellipsoid of the same spread (`_moment_axes`), so an
+    elongated nucleus at 45 degrees keeps its aspect ratio (its axis-aligned box is square).
+    """
+    labels = np.asarray(labels)
+    axis_aligned = boxes_from_labels(labels)
+    if len(axis_aligned) == 0:
+        return axis_aligned
+    objects = ndimage.find_objects(labels)
+    centers, extents, axes = [], [], []
+    for label in axis_aligned.ids.tolist():
+        window = objects[label - 1]
+        local = np.nonzero(labels[window] == label)
+        coords = np.stack(local, axis=1).astype(np.float64) + [s.start for s in window]
+        vectors, semi = _moment_axes(coords)
+        centers.append(coords.mean(axis=0))
+        extents.append(2.0 * semi)
+        axes.append(vectors)
+    return Boxes(np.asarray(centers), np.asarray(extents), axis_aligned.ids, np.asarray(axes))
+
+
 def _validate_shape(shape: Sequence[int], ndim: int) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != ndim or min(shape, default=0) < 1:
@@ -128,31 +229,52 @@ def _validate_shape(shape: Sequence[int], ndim: int) -> tuple[int, ...]:
     return shape
 
 
-def _ellipse_windows(
-    centers: np.ndarray, semi_axes: np.ndarray, shape: Sequence[int], at_least_one: bool = True
-) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray]]:
-    """Yield (index, window, q) for every axis-aligned ellipse that meets the canvas.
+def ellipse_q(
+    lo: Sequence[int], hi: Sequence[int], center: np.ndarray, semi: np.ndarray, axes: np.ndarray | None = None
+) -> np.ndarray:
+    """q = sum_k (y_k / a_k)^2 of one oval at the integer pixels of the window [lo, hi].
 
-    q = sum_d ((x_d - c_d) / a_d)^2 is evaluated at integer pixel centres of the ellipse's
-    bounding window only (clipped to the canvas). With `at_least_one`, an ellipse whose centre
-    lies on the canvas but covers no pixel centre (e.g. a = 0.5 centred on a pixel corner)
-    gets q = 1 (its rim) at its nearest pixel, so that no nucleus silently vanishes.
+    y = the pixel's offset from `center` in the oval's own axes (columns of `axes`; None =
+    the array axes). Returns an array of the window's shape, broadcast from per-axis terms.
+    """
+    ndim = len(lo)
+    views = [(1,) * d + (-1,) + (1,) * (ndim - d - 1) for d in range(ndim)]
+    offsets = [(np.arange(lo[d], hi[d] + 1) - center[d]).reshape(views[d]) for d in range(ndim)]
+    if axes is None:
+        return sum((offsets[d] / semi[d]) ** 2 for d in range(ndim))
+    q = 0.0
+    for k in range(ndim):
+        along = sum(offsets[d] * axes[d, k] for d in range(ndim))
+        q = q + (along / semi[k]) ** 2
+    return q
+
+
+def _ellipse_windows(
+    centers: np.ndarray,
+    semi_axes: np.ndarray,
+    shape: Sequence[int],
+    at_least_one: bool = True,
+    axes: np.ndarray | None = None,
+) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray]]:
+    """Yield (index, window, q) for every oval that meets the canvas.
+
+    q = sum_k (y_k / a_k)^2 (`ellipse_q`; y in the oval's own axes when `axes`, (N, ndim, ndim),
+    is given) is evaluated at integer pixel centres of the oval's bounding window only
+    (clipped to the canvas). With `at_least_one`, an oval whose centre lies on the canvas but
+    covers no pixel centre (e.g. a = 0.5 centred on a pixel corner) gets q = 1 (its rim) at its
+    nearest pixel, so that no nucleus silently vanishes.
 
     The shared kernel of the box map, the colored ellipse map and the color graph.
     """
     shape_arr = np.asarray(shape)
-    ndim = len(shape)
-    lo = np.maximum(np.ceil(centers - semi_axes), 0).astype(np.int64)
-    hi = np.minimum(np.floor(centers + semi_axes), shape_arr - 1).astype(np.int64)
+    half = semi_axes if axes is None else np.sqrt(np.einsum("ndk,nk->nd", axes**2, semi_axes**2))
+    lo = np.maximum(np.ceil(centers - half), 0).astype(np.int64)
+    hi = np.minimum(np.floor(centers + half), shape_arr - 1).astype(np.int64)
     inside = np.all((np.round(centers) >= 0) & (np.round(centers) <= shape_arr - 1), axis=1)
-    views = [(1,) * d + (-1,) + (1,) * (ndim - d - 1) for d in range(ndim)]
     for i, (lo_i, hi_i, c_i, a_i) in enumerate(zip(lo.tolist(), hi.tolist(), centers, semi_axes)):
         if any(h < low for low, h in zip(lo_i, hi_i)):
             continue
-        q = None
-        for d in range(ndim):
-            t = ((np.arange(lo_i[d], hi_i[d] + 1) - c_i[d]) / a_i[d]) ** 2
-            q = t.reshape(views[d]) if q is None else q + t.reshape(views[d])
+        q = ellipse_q(lo_i, hi_i, c_i, a_i, None if axes is None else axes[i])
         if at_least_one and inside[i]:
             flat = int(np.argmin(q))
             if q.flat[flat] > 1:
@@ -193,7 +315,7 @@ def render_box_map(boxes: Boxes, shape: Sequence[int], bv: float = 0.25) -> np.n
         raise ValueError(f"`bv` must be > 0. Received: bv={bv}")
     shape = _validate_shape(shape, boxes.ndim)
     out = np.zeros(shape, np.float32)
-    for _, window, q in _ellipse_windows(boxes.centers, box_semi_axes(boxes.extents), shape):
+    for _, window, q in _ellipse_windows(boxes.centers, box_semi_axes(boxes.extents), shape, axes=boxes.axes):
         value = np.where(q <= 1.0, (1.0 + bv - q) / (1.0 + bv), 0.0)
         np.maximum(out[window], value, out=out[window], casting="unsafe")
     return out
@@ -335,12 +457,57 @@ def _moment_oval(
     return center, semi
 
 
+def _fit_oriented_oval(
+    coords: np.ndarray, values: np.ndarray, bv: float, lo: np.ndarray, hi: np.ndarray, cut: np.ndarray
+):
+    """Least-squares fit of an oriented Eq. 1 oval (full quadratic form); None when ill-posed.
+
+    q = 1 + bv - v (1 + bv) = x^T U x + w^T x + k with U symmetric positive definite; the
+    centre is -U^-1 w / 2 and U = R diag(1 / a^2) R^T gives the axes R and semi-axes a. The
+    same sanity checks as `_fit_oval` (centre inside the component's box, oval not wider than
+    the component). Needs >= 3 pixel rows on every axis.
+    """
+    n, ndim = coords.shape
+    if np.any(_rows(lo, hi) < 3):
+        return None
+    pairs = [(i, j) for i in range(ndim) for j in range(i, ndim)]
+    n_params = len(pairs) + ndim + 1
+    if n < n_params:
+        return None
+    origin = (lo + hi) / 2.0
+    x = coords - origin
+    design = np.concatenate(
+        [np.stack([x[:, i] * x[:, j] for i, j in pairs], axis=1), x, np.ones((n, 1))], axis=1
+    )
+    target = 1.0 + bv - values * (1.0 + bv)
+    solution, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    if rank < n_params:
+        return None
+    quadratic = np.zeros((ndim, ndim))
+    for (i, j), value in zip(pairs, solution[: len(pairs)]):
+        quadratic[i, j] = quadratic[j, i] = value if i == j else value / 2.0
+    eigenvalues, vectors = np.linalg.eigh(quadratic)
+    if np.any(eigenvalues <= 0):
+        return None
+    linear = solution[len(pairs) : len(pairs) + ndim]
+    center = -0.5 * np.linalg.solve(quadratic, linear) + origin
+    semi = 1.0 / np.sqrt(eigenvalues)
+    vectors, semi = _ordered_axes(vectors, semi)
+    half = np.sqrt((vectors**2) @ (semi**2))
+    box_size = hi - lo + 1
+    widest = np.where(cut, 2.0 * box_size, _MAX_OVAL_TO_COMPONENT * box_size) + 2.0
+    if np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * half > widest):
+        return None
+    return center, semi, vectors
+
+
 def boxes_from_box_map(
     box_map: np.ndarray,
     bv: float = 0.25,
     threshold: float | None = None,
     min_size: int = 1,
     components: np.ndarray | None = None,
+    oriented: bool = False,
 ) -> Boxes:
     """Recover boxes from a (rendered or generated) box map by inverting Eq. 1.
 
@@ -369,9 +536,13 @@ def boxes_from_box_map(
         min_size: components with fewer pixels are dropped.
         components: optional precomputed (*spatial) int labels (e.g. from a splitter of
             touching ovals); replaces `label_box_map`. Each label is fitted on its own pixels.
+        oriented: fit turned ovals (a map rendered from oriented boxes): the full quadratic
+            form with cross terms (`_fit_oriented_oval`), falling back to the pixel moments'
+            principal axes; components thinner than 3 rows on an axis stay axis-aligned.
 
     Returns:
-        `Boxes` with ids = component labels (1..N for `label_box_map`).
+        `Boxes` with ids = component labels (1..N for `label_box_map`); with `oriented`, with
+        axes.
     """
     box_map = np.asarray(box_map, np.float64)
     ndim = box_map.ndim
@@ -384,7 +555,7 @@ def boxes_from_box_map(
                 "`components` must match the box map's shape. Received: "
                 f"components.shape={components.shape}, box_map.shape={box_map.shape}"
             )
-    centers, extents, ids = [], [], []
+    centers, extents, ids, axes = [], [], [], []
     for index, window in enumerate(ndimage.find_objects(components)):
         if window is None:
             continue
@@ -398,11 +569,22 @@ def boxes_from_box_map(
         coords = np.stack(local, axis=1).astype(np.float64) + lo
         values = box_map[window][member]
         cut = (lo <= 0) | (hi >= np.asarray(box_map.shape) - 1)
-        fit = _fit_oval(coords, values, bv, lo, hi, cut)
-        center, semi = fit if fit is not None else _moment_oval(coords, values, lo, hi)
+        vectors = np.eye(ndim)
+        if oriented and np.all(_rows(lo, hi) >= 3):
+            fit = _fit_oriented_oval(coords, values, bv, lo, hi, cut)
+            if fit is None:
+                weights = np.clip(values, 1e-6, None)
+                vectors, semi = _moment_axes(coords)
+                center = (coords * weights[:, None]).sum(0) / weights.sum()
+            else:
+                center, semi, vectors = fit
+        else:
+            fit = _fit_oval(coords, values, bv, lo, hi, cut)
+            center, semi = fit if fit is not None else _moment_oval(coords, values, lo, hi)
         centers.append(center)
         extents.append(4.0 * np.maximum(semi, _MIN_SEMI_AXIS))
         ids.append(label)
+        axes.append(vectors)
     if not ids:
         return Boxes.empty(ndim)
-    return Boxes(np.asarray(centers), np.asarray(extents), np.asarray(ids))
+    return Boxes(np.asarray(centers), np.asarray(extents), np.asarray(ids), np.asarray(axes) if oriented else None)

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage, spatial
 from skimage import measure
 
-from nucgen_tf.geometry.boxes import Boxes, _ellipse_windows, _validate_shape
+from nucgen_tf.geometry.boxes import Boxes, _ellipse_windows, _validate_shape, ellipse_q
 
 _MIN_SEMI_AXIS = 0.5
 N_PRIMARY = 7
@@ -94,22 +94,20 @@ def _ellipse_pairs(boxes: Boxes, reach: float) -> list[tuple[int, int]]:
     if len(boxes) < 2:
         return []
     semi = np.maximum(boxes.extents / 2.0, _MIN_SEMI_AXIS) + reach / 2.0
-    lo = np.ceil(boxes.centers - semi)
-    hi = np.floor(boxes.centers + semi)
+    half = boxes.half_widths(semi)
+    lo = np.ceil(boxes.centers - half)
+    hi = np.floor(boxes.centers + half)
     rows, cols = _candidate_pairs(lo, hi)
     distance = np.linalg.norm(boxes.centers[rows] - boxes.centers[cols], axis=1)
     sure = distance <= semi[rows].min(1) + semi[cols].min(1)
     maybe = ~sure & (distance <= semi[rows].max(1) + semi[cols].max(1))
     edges = list(zip(rows[sure].tolist(), cols[sure].tolist()))
-    views = [(1,) * d + (-1,) + (1,) * (boxes.ndim - d - 1) for d in range(boxes.ndim)]
+    axes = boxes.axes
     for i, j in zip(rows[maybe].tolist(), cols[maybe].tolist()):
         w_lo = np.maximum(lo[i], lo[j])
         w_hi = np.minimum(hi[i], hi[j])
-        q_i = q_j = 0.0
-        for d in range(boxes.ndim):
-            x = np.arange(w_lo[d], w_hi[d] + 1)
-            q_i = q_i + (((x - boxes.centers[i, d]) / semi[i, d]) ** 2).reshape(views[d])
-            q_j = q_j + (((x - boxes.centers[j, d]) / semi[j, d]) ** 2).reshape(views[d])
+        q_i = ellipse_q(w_lo, w_hi, boxes.centers[i], semi[i], None if axes is None else axes[i])
+        q_j = ellipse_q(w_lo, w_hi, boxes.centers[j], semi[j], None if axes is None else axes[j])
         if np.any((q_i <= 1.0) & (q_j <= 1.0)):
             edges.append((i, j))
     return edges
@@ -302,7 +300,7 @@ def ellipse_owner_map(boxes: Boxes, shape: Sequence[int]) -> np.ndarray:
     best = np.full(shape, np.inf, np.float32)
     owner = np.zeros(shape, np.int32)
     semi = np.maximum(boxes.extents / 2.0, _MIN_SEMI_AXIS)
-    for i, window, q in _ellipse_windows(boxes.centers, semi, shape):
+    for i, window, q in _ellipse_windows(boxes.centers, semi, shape, axes=boxes.axes):
         best_w = best[window]
         better = (q <= 1.0) & (q < best_w)
         np.copyto(best_w, q, where=better, casting="unsafe")

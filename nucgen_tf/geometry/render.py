@@ -48,7 +48,9 @@ def check_outputs(outputs: Sequence[str] | None) -> tuple[str, ...]:
     return outputs
 
 
-def color_labels(labels: np.ndarray, margin: float, rng: np.random.Generator | None = None) -> np.ndarray:
+def color_labels(
+    labels: np.ndarray, margin: float, rng: np.random.Generator | None = None, oriented: bool = False
+) -> np.ndarray:
     """Palette index per label id, from one graph coloring of the whole label image.
 
     Args:
@@ -57,6 +59,7 @@ def color_labels(labels: np.ndarray, margin: float, rng: np.random.Generator | N
             different colors.
         rng: optional; maps the color classes to a random choice of palette entries
             (`assign_colors`), so that the networks do not see one fixed order.
+        oriented: the full-size ellipses are those of oriented boxes (`RenderConfig.oriented`).
 
     Returns:
         (N + 1,) int32 lookup table (`color_lut` format); entries of absent labels, including
@@ -64,7 +67,7 @@ def color_labels(labels: np.ndarray, margin: float, rng: np.random.Generator | N
     """
     labels = np.asarray(labels)
     size = int(labels.max(initial=0)) + 1
-    boxes = boxes_from_labels(labels)
+    boxes = boxes_from_labels(labels, oriented=oriented)
     if len(boxes) == 0:
         return np.full(size, -1, np.int32)
     colors = assign_colors(color_graph(boxes, labels, margin=margin), rng=rng)
@@ -86,7 +89,7 @@ def render_representations(
         outputs: which of `REPRESENTATIONS` to render, in order (None = all).
         config: bv, seed radius and boundary width.
         labels: (*spatial) int instance mask; needed for "mask". Without `boxes`, the boxes
-            are those of the labels (`boxes_from_labels`).
+            are those of the labels (`boxes_from_labels`, oriented when `config.oriented`).
         boxes: the nuclei's boxes (synthesis: decoded from a box map; or the labels' boxes,
             already computed).
         shape: canvas shape; default `labels.shape`.
@@ -111,7 +114,7 @@ def render_representations(
     if boxes is None and needs_boxes:
         if labels is None:
             raise ValueError(f"`render_representations` needs `labels` or `boxes` for {sorted(needs_boxes)}.")
-        boxes = boxes_from_labels(labels)
+        boxes = boxes_from_labels(labels, oriented=config.oriented)
     out = {}
     for name in outputs:
         if name == "seed_map":
@@ -132,6 +135,7 @@ def render_stage2_pair(
     margin: float = 3.0,
     boundary_width: int = 1,
     rng: np.random.Generator | None = None,
+    oriented: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One coloring, two renders: the (ellipses, colored mask) training pair of a label mask.
 
@@ -140,12 +144,13 @@ def render_stage2_pair(
         margin: color margin in pixels (RenderConfig.color_margin).
         boundary_width: RenderConfig.boundary_width.
         rng: optional palette shuffling (see `assign_colors`).
+        oriented: ellipses of oriented boxes (`RenderConfig.oriented`).
 
     Returns:
         ((*spatial, 3) colored ellipses, (*spatial, 4) colored mask + boundary), float32.
     """
     labels = np.asarray(labels)
-    lut = color_labels(labels, margin, rng)
-    config = RenderConfig(color_margin=margin, boundary_width=boundary_width)
+    lut = color_labels(labels, margin, rng, oriented)
+    config = RenderConfig(color_margin=margin, boundary_width=boundary_width, oriented=oriented)
     maps = render_representations(("ellipses", "mask"), config, labels=labels, lut=lut)
     return maps["ellipses"], maps["mask"]

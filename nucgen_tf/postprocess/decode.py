@@ -221,6 +221,7 @@ def decode_box_map(
     min_distance: int | None = None,
     seeds: np.ndarray | None = None,
     return_report: bool = False,
+    oriented: bool = False,
 ) -> Boxes | tuple[Boxes, dict]:
     """Stage-1 output -> boxes.
 
@@ -239,6 +240,8 @@ def decode_box_map(
             a seed become boxes (`keep_seeded`). None = every piece (the paper's rule).
         return_report: also return {"pieces": pieces before the seed rule,
             "dropped_seedless": pieces it dropped}.
+        oriented: the generator draws turned ovals (trained on oriented boxes,
+            `RenderConfig.oriented`); fit their axes too.
 
     Returns:
         `Boxes` fitted per component by Eq. 1 least squares (`boxes_from_box_map`), ids 1..N
@@ -263,8 +266,10 @@ def decode_box_map(
     report = {"pieces": int(components.max(initial=0)), "dropped_seedless": 0}
     if seeds is not None:
         components, report["dropped_seedless"] = keep_seeded(components, seeds)
-    boxes = boxes_from_box_map(stored, bv=bv, min_size=max(min_size, 1), components=components)
-    boxes = Boxes(boxes.centers, boxes.extents)
+    boxes = boxes_from_box_map(
+        stored, bv=bv, min_size=max(min_size, 1), components=components, oriented=oriented
+    )
+    boxes = Boxes(boxes.centers, boxes.extents, axes=boxes.axes)
     return (boxes, report) if return_report else boxes
 
 
@@ -279,10 +284,10 @@ def _match_boxes(
     """
     shape = np.asarray(instances.shape)
     owner = np.zeros(len(boxes), np.int64)
-    for i, (center, extent) in enumerate(zip(boxes.centers, boxes.extents)):
+    for i, (center, half) in enumerate(zip(boxes.centers, boxes.half_widths(boxes.extents / 2.0))):
         pixel = np.rint(center).astype(np.int64)
-        lo = np.maximum(np.minimum(np.ceil(center - extent / 2.0), pixel), 0).astype(np.int64)
-        hi = np.minimum(np.maximum(np.floor(center + extent / 2.0), pixel), shape - 1).astype(np.int64)
+        lo = np.maximum(np.minimum(np.ceil(center - half), pixel), 0).astype(np.int64)
+        hi = np.minimum(np.maximum(np.floor(center + half), pixel), shape - 1).astype(np.int64)
         if np.any(hi < lo):
             continue
         local = instances[tuple(slice(a, b + 1) for a, b in zip(lo, hi))]
@@ -527,7 +532,13 @@ def decode_colored_mask(
             rgb[window],
             boxes.centers[members] - origin,
             sigma=sigma,
-            seed_semi_axes=box_semi_axes(boxes.extents[members]),
+            # Turned cores become circles of their shortest semi-axis (the cut's seeds are
+            # axis-aligned).
+            seed_semi_axes=(
+                box_semi_axes(boxes.extents[members]).min(axis=1)
+                if boxes.oriented
+                else box_semi_axes(boxes.extents[members])
+            ),
             backend=backend,
             max_work=max_cut_work,
             return_costs=True,

@@ -118,7 +118,7 @@ def paint_labels(
         raise ValueError(
             f"`labels` must be {painter.ndim}D for this generator. Received: shape={labels.shape}"
         )
-    boxes = geometry.boxes_from_labels(labels)
+    boxes = geometry.boxes_from_labels(labels, oriented=painter.render.oriented)
     colors, margin = color_nuclei(boxes, labels, painter.render.color_margin, colors_rng)
     lut = geometry.color_lut(colors, int(labels.max(initial=0)) + 1)
     stage3_input = np.asarray(

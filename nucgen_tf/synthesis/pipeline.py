@@ -211,7 +211,7 @@ def color_nuclei(
 
 
 def _decode_boxes(
-    box_map: np.ndarray, bv: float, settings: ChainSettings, seeds: np.ndarray
+    box_map: np.ndarray, bv: float, settings: ChainSettings, seeds: np.ndarray, oriented: bool = False
 ) -> tuple[geometry.Boxes, dict]:
     """Stage-1 decoding plus the counts it does not report itself (nothing is dropped silently)."""
     from nucgen_tf.postprocess import decode
@@ -225,6 +225,7 @@ def _decode_boxes(
         value_range=(0.0, 1.0),
         seeds=seeds if settings.require_seed else None,
         return_report=True,
+        oriented=oriented,
     )
     min_size = settings.min_box_size if settings.min_box_size is not None else 2**box_map.ndim
     components = geometry.label_box_map(box_map, bv=bv, threshold=settings.box_threshold)
@@ -326,7 +327,7 @@ def run_chain(
             # training and paints it flat gray, which would decode to one canvas-sized box.
             sample.box_map = np.zeros_like(sample.box_map)
             sample.report["empty_field"] = True
-        sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings, sample.seeds)
+        sample.boxes, report = _decode_boxes(sample.box_map, r1.bv, settings, sample.seeds, r1.oriented)
         sample.report["decode_box_map"] = report
         sample.report["counts"]["boxes"] = len(sample.boxes)
         _stamp(sample, "decode_box_map", time.perf_counter() - start)
@@ -354,7 +355,7 @@ def run_chain(
         sample.report["counts"]["instances"] = int(labels.max(initial=0))
         _stamp(sample, "decode_colored_mask", time.perf_counter() - start)
         start = time.perf_counter()
-        final_boxes = geometry.boxes_from_labels(labels)
+        final_boxes = geometry.boxes_from_labels(labels, oriented=r3.oriented)
         colors, margin = color_nuclei(final_boxes, labels, r3.color_margin, rng["colors_stage3"])
         sample.report["color_margin_stage3"] = margin
         lut = geometry.color_lut(colors, int(labels.max(initial=0)) + 1)

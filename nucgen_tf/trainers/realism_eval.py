@@ -138,7 +138,7 @@ def box_shape(boxes: geometry.Boxes) -> tuple[np.ndarray, np.ndarray]:
 
 def seeds_in_boxes(seeds: np.ndarray, boxes: geometry.Boxes) -> np.ndarray:
     """(N_seeds, N_boxes) bool: the seed lies in the box (its pixels, +- half a pixel)."""
-    offset = np.abs(seeds[:, None, :] - boxes.centers[None, :, :])
+    offset = np.abs(boxes.local_offsets(seeds))
     return np.all(offset <= boxes.extents[None, :, :] / 2, axis=-1)
 
 
@@ -150,7 +150,7 @@ class BoxEvaluator:
         self.inputs = []
         real = []
         for _, labels in fields:
-            boxes = geometry.boxes_from_labels(labels)
+            boxes = geometry.boxes_from_labels(labels, oriented=render.oriented)
             seed_map = geometry.render_seed_map(boxes.centers, labels.shape, render.seed_radius)
             self.inputs.append((boxes.centers, seed_map[..., None]))
             real.append(box_shape(boxes))
@@ -163,7 +163,9 @@ class BoxEvaluator:
         n_seeds = seeds_hit = n_boxes = boxes_empty = 0
         for seeds, seed_map in self.inputs:
             box_map = pipeline.from_network(run_generator(serve, seed_map, self.divisor))[..., 0]
-            boxes = decode.decode_box_map(box_map, bv=self.render.bv, value_range=(0.0, 1.0))
+            boxes = decode.decode_box_map(
+                box_map, bv=self.render.bv, value_range=(0.0, 1.0), oriented=self.render.oriented
+            )
             inside = seeds_in_boxes(seeds, boxes)
             n_seeds, seeds_hit = n_seeds + len(seeds), seeds_hit + int(inside.any(axis=1).sum())
             n_boxes, boxes_empty = n_boxes + len(boxes), boxes_empty + int((~inside.any(axis=0)).sum())
@@ -193,7 +195,7 @@ class MaskEvaluator:
         self.render, self.divisor = render, tuple(divisor)
         self.inputs = []
         for index, (_, labels) in enumerate(fields):
-            boxes = geometry.boxes_from_labels(labels)
+            boxes = geometry.boxes_from_labels(labels, oriented=render.oriented)
             rng = np.random.default_rng([seed, index])
             colors, _ = pipeline.color_nuclei(boxes, None, render.color_margin, rng)
             box_colors = geometry.color_lookup(boxes, colors)
@@ -239,7 +241,8 @@ class ImageEvaluator:
         self.scale = _IntensityScale(stats, norm)
         self.inputs = []
         for index, (_, labels) in enumerate(fields):
-            lut = geometry.color_labels(labels, render.color_margin, np.random.default_rng([seed, index]))
+            rng = np.random.default_rng([seed, index])
+            lut = geometry.color_labels(labels, render.color_margin, rng, oriented=render.oriented)
             self.inputs.append((labels, pipelines.render_patch(labels, lut, render, ("mask",))["mask"]))
         self.real = _check_real(realism.measure(fields), IMAGE_DISTANCES)
 

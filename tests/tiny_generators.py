@@ -131,6 +131,25 @@ def _gaussian_kernels(ndim: int, radius: Sequence[float], seed_radius: float) ->
     return kernels
 
 
+def _turned_kernel(radius: Sequence[float], turn_deg: float, seed_radius: float) -> np.ndarray:
+    """One (h, w, 1, 1) 2D kernel: a Gaussian with `radius` along axes turned by `turn_deg`,
+    scaled like `_gaussian_kernels` (a lone seed dot peaks at 1.0)."""
+    from scipy import ndimage
+
+    from nucgen_tf.geometry import render_seed_map
+
+    sigma = np.asarray([r / np.sqrt(2.0 * np.log(10.0)) for r in radius])
+    reach = int(np.ceil(3.0 * sigma.max()))
+    grid = np.stack(np.mgrid[-reach : reach + 1, -reach : reach + 1], -1).astype(np.float64)
+    a = np.deg2rad(turn_deg)
+    local = grid @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    taps = np.exp(-0.5 * ((local / sigma) ** 2).sum(-1))
+    size = [2 * reach + 5] * 2
+    blob = render_seed_map(np.asarray([[n // 2 for n in size]], float), size, seed_radius)
+    peak = ndimage.convolve(blob, taps, mode="constant").max()
+    return (taps / peak).reshape(*taps.shape, 1, 1)
+
+
 def _fixed_model(ndim: int, c_in: int, kernels: Sequence[np.ndarray], name: str):
     """(x + 1) / 2 -> fixed convolutions -> clip to [0, 1] -> 2 y - 1, of built-in layers."""
     import keras
@@ -158,6 +177,7 @@ def export_reference_models(
     seed_radius: float = 1.5,
     stats: IntensityStats = DEFAULT_STATS,
     seeds: SeedConfig | None = None,
+    turn_deg: float | None = None,
 ) -> pathlib.Path:
     """Export three hand-set convolutional "generators" that do each stage's job roughly.
 
@@ -178,6 +198,9 @@ def export_reference_models(
         seed_radius: recorded RenderConfig.seed_radius.
         stats: recorded intensity statistics.
         seeds: recorded stage-1 seed config.
+        turn_deg: 2D only: stage 1 paints blobs turned by this angle (one non-separable
+            kernel; `nucleus_radius` along the turned axes) and the manifests record
+            oriented boxes (`RenderConfig.oriented`).
 
     Returns:
         `directory`.
@@ -196,12 +219,18 @@ def export_reference_models(
     copy[(0,) * ndim] = np.eye(3, 4)
     bright = np.zeros((1,) * ndim + (4, 1))
     bright[(0,) * ndim + (slice(0, 3),)] = 4.0
+    if turn_deg is None:
+        blur = _gaussian_kernels(ndim, radius, seed_radius)
+    elif ndim == 2:
+        blur = [_turned_kernel(radius, turn_deg, seed_radius)]
+    else:
+        raise ValueError(f"`turn_deg` is 2D only. Received: ndim={ndim}")
     nets = {
-        1: _fixed_model(ndim, 1, _gaussian_kernels(ndim, radius, seed_radius), "reference_stage1"),
+        1: _fixed_model(ndim, 1, blur, "reference_stage1"),
         2: _fixed_model(ndim, 3, [copy], "reference_stage2"),
         3: _fixed_model(ndim, 4, [bright], "reference_stage3"),
     }
-    render = RenderConfig(seed_radius=seed_radius)
+    render = RenderConfig(seed_radius=seed_radius, oriented=turn_deg is not None)
     for stage, spec in stages.STAGES.items():
         c_in, c_out = spec.channels
         manifest = {

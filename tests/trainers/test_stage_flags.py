@@ -38,6 +38,7 @@ def _parse(*command_lines: tuple[str, ...]) -> list[dict]:
         "                          'generator': dataclasses.asdict(cfg.generator),\n"
         "                          'eval': dataclasses.asdict(cfg.evaluation),\n"
         "                          'd_scales': cfg.discriminator.scales,\n"
+        "                          'render': dataclasses.asdict(cfg.render),\n"
         "                          'loss': dataclasses.asdict(cfg.loss)}))\n"
         "    except ValueError as error:\n"
         "        print(json.dumps({'error': str(error)}))\n"
@@ -69,6 +70,16 @@ def test_realism_check_flags():
     assert default["eval"] == {"every": 0, "data": "", "crop": 256, "export_checkpoint": "best"}
     assert on["eval"] == {"every": 500, "data": "val", "crop": 128, "export_checkpoint": "latest"}
     assert "Realism checks need `data`" in no_data["error"]
+
+
+def test_oriented_boxes_flag_reaches_the_render_config_and_old_manifests_stay_axis_aligned():
+    from nucgen_tf.config import RenderConfig, from_dict
+
+    default, oriented = _parse((), ("--oriented_boxes",))
+    assert default["render"]["oriented"] is False
+    assert oriented["render"]["oriented"] is True
+    # A manifest written before the field existed reads as the paper's axis-aligned boxes.
+    assert from_dict(RenderConfig, {"bv": 0.25, "seed_radius": 1.5}).oriented is False
 
 
 def test_discriminator_option_flags():

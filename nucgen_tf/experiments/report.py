@@ -18,15 +18,14 @@ against the amount (`gain_vs_amount.png`); one of each per family.
 
 from __future__ import annotations
 
-import math
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from nucgen_tf import io, viz
+from nucgen_tf.charts import COLORS, Canvas, line_chart, tick_range
 
 METRICS = ("pixel_f1", "instance_f1", "object_f1")
 METRIC_LABELS = {"pixel_f1": "Pixel F1", "instance_f1": "Instance F1 (paper)", "object_f1": "Object F1@0.5"}
@@ -37,10 +36,6 @@ def metric_labels(ndim: int = 2) -> dict[str, str]:
     return {**METRIC_LABELS, "pixel_f1": "Voxel F1"} if ndim == 3 else dict(METRIC_LABELS)
 BASELINE = "none"
 # Series colors (the "tab10" colors, which stay apart for color-blind readers).
-COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
-_BACKGROUND = (255, 255, 255)
-_INK = (40, 40, 40)
-_GRID = (225, 225, 225)
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
@@ -204,89 +199,6 @@ def models_report(
 # ----- charts --------------------------------------------------------------------------------
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def nice_ticks(low: float, high: float, max_ticks: int = 8) -> list[float]:
-    """Round tick values covering [low, high] (1, 2, 2.5 or 5 times a power of ten apart)."""
-    if not high > low:
-        high = low + 1.0
-    raw = (high - low) / max(max_ticks - 1, 1)
-    power = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.floor(low / step + 1e-9) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-6:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high - 1e-12:
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
-
-
-class _Canvas:
-    """A white chart with a y axis: value -> pixel mapping, grid, ticks, title, legend."""
-
-    def __init__(self, width: int, height: int, ticks: Sequence[float], title: str, ylabel: str):
-        self.image = Image.new("RGB", (width, height), _BACKGROUND)
-        self.draw = ImageDraw.Draw(self.image)
-        self.font, self.small = _font(13), _font(11)
-        self.left, self.right, self.top, self.bottom = 64, width - 16, 34, height - 70
-        self.low, self.high = ticks[0], ticks[-1]
-        self.draw.text((self.left, 8), title, fill=_INK, font=self.font)
-        for tick in ticks:
-            y = self.y(tick)
-            self.draw.line([(self.left, y), (self.right, y)], fill=_GRID)
-            self.draw.text((self.left - 6, y), f"{tick:g}", fill=_INK, font=self.small, anchor="rm")
-        self.draw.line([(self.left, self.top), (self.left, self.bottom)], fill=_INK)
-        self.draw.line([(self.left, self.bottom), (self.right, self.bottom)], fill=_INK)
-        label = Image.new("RGB", (self.bottom - self.top, 16), _BACKGROUND)
-        ImageDraw.Draw(label).text((label.width // 2, 8), ylabel, fill=_INK, font=self.small, anchor="mm")
-        self.image.paste(label.rotate(90, expand=True), (4, self.top))
-
-    def y(self, value: float) -> float:
-        frac = (value - self.low) / (self.high - self.low)
-        return self.bottom - frac * (self.bottom - self.top)
-
-    def error_bar(self, x: float, mean: float, std: float | None, color=_INK) -> None:
-        if std is None or not std > 0:
-            return
-        y0, y1 = self.y(max(mean - std, self.low)), self.y(min(mean + std, self.high))
-        self.draw.line([(x, y0), (x, y1)], fill=color, width=2)
-        for y in (y0, y1):
-            self.draw.line([(x - 4, y), (x + 4, y)], fill=color, width=2)
-
-    def x_label(self, x: float, text: str) -> None:
-        self.draw.text((x, self.bottom + 6), text, fill=_INK, font=self.font, anchor="ma")
-
-    def legend(self, names: Sequence[str], colors: Sequence[tuple[int, int, int]] | None = None) -> None:
-        x, y = self.left, self.bottom + 30
-        for i, name in enumerate(names):
-            color = colors[i] if colors is not None else COLORS[i % len(COLORS)]
-            self.draw.rectangle([x, y + 2, x + 12, y + 14], fill=color)
-            self.draw.text((x + 18, y + 8), name, fill=_INK, font=self.small, anchor="lm")
-            x += 24 + int(self.draw.textlength(name, font=self.small)) + 16
-
-    def array(self) -> np.ndarray:
-        return np.asarray(self.image)
-
-
-def _range(values: Sequence[tuple[float, float | None]], floor_at_zero: bool = False) -> list[float]:
-    lows = [m - (s or 0.0) for m, s in values]
-    highs = [m + (s or 0.0) for m, s in values]
-    low, high = min(lows), max(highs)
-    pad = max((high - low) * 0.15, 0.005)
-    low, high = low - pad, high + pad
-    if floor_at_zero:
-        low = max(low, 0.0) if min(lows) >= 0 else low
-        high = min(high, 1.0) if max(highs) <= 1.0 else high
-    return nice_ticks(low, high)
-
-
 def bar_chart(
     row: Mapping[str, Mapping[str, Any]], conditions: Sequence[str], title: str, ndim: int = 2
 ) -> np.ndarray:
@@ -299,9 +211,9 @@ def bar_chart(
     if not shown:
         raise ValueError(f"No condition has results to plot. Received: conditions={list(conditions)}")
     values = [(row[c][m]["mean"], row[c][m]["std"]) for c in shown for m in METRICS]
-    ticks = _range(values, floor_at_zero=True)
+    ticks = tick_range(values, floor_at_zero=True)
     width = max(420, 140 * len(shown) + 100)
-    canvas = _Canvas(width, 340, ticks, title, "F1 (mean ± std over seeds)")
+    canvas = Canvas(width, 340, ticks, title, "F1 (mean ± std over seeds)")
     group = (canvas.right - canvas.left) / len(shown)
     bar = group * 0.8 / len(METRICS)
     for g, condition in enumerate(shown):
@@ -314,46 +226,6 @@ def bar_chart(
             canvas.error_bar(x0 + bar / 2, mean, std)
         canvas.x_label(canvas.left + (g + 0.5) * group, condition)
     canvas.legend([metric_labels(ndim)[m] for m in METRICS])
-    return canvas.array()
-
-
-def line_chart(
-    x_labels: Sequence[str],
-    series: Mapping[str, Sequence[tuple[float | None, float | None]]],
-    title: str,
-    ylabel: str,
-    zero_line: bool = False,
-    colors: Sequence[tuple[int, int, int]] | None = None,
-) -> np.ndarray:
-    """(H, W, 3) uint8 lines over categorical x positions; points (mean, std) with error bars.
-
-    `colors` gives one color per series (default: `COLORS` in order).
-    """
-    points = [(m, s) for values in series.values() for m, s in values if m is not None]
-    if not points:
-        raise ValueError(f"No finite value to plot. Received: series={dict(series)}")
-    ticks = _range(points + ([(0.0, None)] if zero_line else []))
-    canvas = _Canvas(max(420, 110 * len(x_labels) + 120), 320, ticks, title, ylabel)
-    step = (canvas.right - canvas.left) / len(x_labels)
-    xs = [canvas.left + (i + 0.5) * step for i in range(len(x_labels))]
-    if zero_line:
-        canvas.draw.line([(canvas.left, canvas.y(0.0)), (canvas.right, canvas.y(0.0))], fill=_INK)
-    colors = list(colors) if colors is not None else [COLORS[i % len(COLORS)] for i in range(len(series))]
-    for color, values in zip(colors, series.values()):
-        previous = None
-        for x, (mean, std) in zip(xs, values):
-            if mean is None:
-                previous = None
-                continue
-            y = canvas.y(mean)
-            if previous is not None:
-                canvas.draw.line([previous, (x, y)], fill=color, width=2)
-            canvas.error_bar(x, mean, std, color)
-            canvas.draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
-            previous = (x, y)
-    for x, label in zip(xs, x_labels):
-        canvas.x_label(x, label)
-    canvas.legend(list(series), colors)
     return canvas.array()
 
 

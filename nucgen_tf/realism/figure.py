@@ -2,8 +2,8 @@
 
 The table says how far apart the distributions are; the histograms say in which direction
 (too big, too round, too smooth) and the crops show what that looks like. Drawn with Pillow
-(matplotlib is not a dependency). The experiment report's chart and gallery helpers are not
-imported: `nucgen_tf.experiments` loads TensorFlow, which this package must not need.
+(matplotlib is not a dependency), with `nucgen_tf.charts`' font; `nucgen_tf.experiments` is not
+imported: it loads TensorFlow, which this package must not need.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from nucgen_tf import viz
+from nucgen_tf.charts import font
 from nucgen_tf.realism.distances import BINARY, RealismReport, StatisticComparison
 from nucgen_tf.realism.measurements import Measurements
 
@@ -24,13 +25,6 @@ _CHART = (330, 220)  # width, height of one histogram
 _MARGIN = {"left": 12, "right": 12, "top": 30, "bottom": 52}
 _COLUMNS = 4
 _LABEL_WIDTH = 90
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size)
-    except TypeError:  # Pillow < 10.1: one fixed bitmap font
-        return ImageFont.load_default()
 
 
 def bin_edges(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
@@ -70,8 +64,8 @@ def histogram_chart(name: str, real: np.ndarray, synthetic: np.ndarray, c: Stati
     top, bottom = _MARGIN["top"], _CHART[1] - _MARGIN["bottom"]
     x = lambda v: left + (v - edges[0]) / (edges[-1] - edges[0]) * (right - left)
     y = lambda share: bottom - share / top_share * (bottom - top)
-    font, small = _font(13), _font(11)
-    draw.text((left, 8), _title(name, c), fill=_INK, font=font)
+    title_font, small = font(13), font(11)
+    draw.text((left, 8), _title(name, c), fill=_INK, font=title_font)
     for i, share in enumerate(ra):
         draw.rectangle(
             [x(edges[i]) + 1, y(share), max(x(edges[i]) + 1, x(edges[i + 1]) - 1), bottom], fill=_REAL_FILL
@@ -139,7 +133,7 @@ def crop_row(
         titles += [f"{len(np.unique(crop)) - 1} nuclei", "contours"]
     grid = viz.panel_grid(panels, ndim, titles)
     strip = Image.new("RGB", (_LABEL_WIDTH, grid.shape[0]), (40, 40, 40))
-    ImageDraw.Draw(strip).text((6, grid.shape[0] // 2), name, fill=_WHITE, font=_font(14), anchor="lm")
+    ImageDraw.Draw(strip).text((6, grid.shape[0] // 2), name, fill=_WHITE, font=font(14), anchor="lm")
     return np.concatenate([np.asarray(strip), grid], axis=1)
 
 
@@ -173,5 +167,5 @@ def realism_figure(
     text = (f"real: {report.n_real_fields} fields, synthetic: {report.n_synthetic_fields}.   "
             "d = Wasserstein distance / real IQR;  floor = d between two real halves;  x = d / floor "
             "(about 1: as close as real data gets)")  # fmt: skip
-    ImageDraw.Draw(header).text((_MARGIN["left"], 6), text, fill=_INK, font=_font(14))
+    ImageDraw.Draw(header).text((_MARGIN["left"], 6), text, fill=_INK, font=font(14))
     return viz.stack_rows([np.asarray(header), *(_pad_width(p, width) for p in parts)])

@@ -34,7 +34,7 @@ import tensorflow as tf
 from absl import logging
 from skimage.segmentation import relabel_sequential
 
-from nucgen_tf import geometry, io, realism
+from nucgen_tf import charts, geometry, io, realism
 from nucgen_tf.config import NormConfig, RenderConfig
 from nucgen_tf.data import pipelines
 from nucgen_tf.data.normalize import IntensityStats
@@ -46,6 +46,7 @@ from nucgen_tf.synthesis.tiling import run_tiled
 from nucgen_tf.trainers.config import StageConfig
 
 LOG = "realism_eval.jsonl"
+CURVES = "realism_curves.png"
 BEST_DIR = "best"
 BEST_JSON = "best.json"
 MASK_DISTANCES = ("area", "aspect_ratio", "solidity", "touching", "small")
@@ -341,12 +342,58 @@ class BestCheckpoint:
         return self.record
 
 
+def read_log(workdir: str | pathlib.Path) -> list[dict]:
+    """The checks of a run (`<workdir>/realism_eval.jsonl`), in step order; the last per step
+    (a resumed run may have checked a step twice)."""
+    path = pathlib.Path(workdir) / LOG
+    if not path.exists():
+        return []
+    by_step = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+                by_step[int(record["step"])] = record
+            except (ValueError, KeyError, TypeError) as err:
+                raise io.DataError(path, f"line {number} is not a realism check record: {err}") from err
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def curves_chart(records: Sequence[Mapping], title: str = "Realism checks") -> np.ndarray:
+    """(H, W, 3) uint8: the score and each logged number against the step, one small chart
+    each (own y axis: the numbers differ by orders of magnitude), the exported best marked *."""
+    if not records:
+        raise ValueError("No realism check to plot.")
+    names = sorted({k for r in records for k, v in r["numbers"].items() if v is not None})
+    best = [r["step"] for r in records if r.get("best")]
+    labels = [f"{r['step']:,}" + (" *" if best and r["step"] == best[-1] else "") for r in records]
+    panels = [("score (mean distance, lower is better)", [r["score"] for r in records])]
+    panels += [(name, [r["numbers"].get(name) for r in records]) for name in names]
+    drawn = [
+        charts.line_chart(labels, {name: [(v, None) for v in values]}, f"{title}: {name}", name)
+        for name, values in panels
+        if any(v is not None for v in values)
+    ]
+    return charts.tile(drawn, columns=2)
+
+
+def write_curves(workdir: str | pathlib.Path, title: str = "Realism checks") -> pathlib.Path | None:
+    """`<workdir>/realism_curves.png` from the run's log (written atomically); None without checks."""
+    records = read_log(workdir)
+    if not records:
+        return None
+    path = pathlib.Path(workdir) / CURVES
+    io.write_png(path, curves_chart(records, title))
+    return path
+
+
 class Evaluation:
     """The checks of one run: called by the training loop, logs them, keeps the best checkpoint.
 
     Each check writes `realism/<number>` TensorBoard scalars (plus `realism/score` and
-    `realism/seconds`) and one line of `<workdir>/realism_eval.jsonl`:
-    {"step", "score", "numbers", "seconds", "best"} (null for undefined numbers).
+    `realism/seconds`), one line of `<workdir>/realism_eval.jsonl`:
+    {"step", "score", "numbers", "seconds", "best"} (null for undefined numbers), and redraws
+    `<workdir>/realism_curves.png` (every check so far, as a picture).
     """
 
     def __init__(
@@ -385,6 +432,7 @@ class Evaluation:
         }  # fmt: skip
         with open(self.workdir / LOG, "a", encoding="utf-8") as log:
             log.write(json.dumps(line, sort_keys=True) + "\n")
+        write_curves(self.workdir, f"Realism checks of {self.workdir.name}")
         logging.info(
             "step %d: realism score %.4f%s (%.1f s)",
             step,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nucgen_tf import charts
 from nucgen_tf.experiments import report as R
 
 CONDITIONS = ("none", "p+CycleGAN", "r+p2p", "ours")
@@ -103,7 +104,7 @@ def test_amount_table_and_missing_cells(cells):
 
 
 def test_nice_ticks_cover_the_range():
-    ticks = R.nice_ticks(0.873, 0.962)
+    ticks = charts.nice_ticks(0.873, 0.962)
     assert ticks[0] <= 0.873 and ticks[-1] >= 0.962
     steps = np.diff(ticks)
     np.testing.assert_allclose(steps, steps[0])

@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from nucgen_tf import geometry
 from nucgen_tf.config import NormConfig, RenderConfig
 from nucgen_tf.data.normalize import IntensityStats, normalize
 from nucgen_tf.exported.generator import load_generator
 from nucgen_tf.exported.manifest import read_manifest
+from nucgen_tf.io import DataError
 from nucgen_tf.synthesis import pipeline
 from nucgen_tf.trainers import realism_eval, stages
 from nucgen_tf.trainers.config import EvalConfig, StageConfig
@@ -120,6 +122,45 @@ def test_stage1_check_of_the_true_box_maps_is_perfect(val_fields):
     assert empty.score == np.inf
 
 
+def test_stage1_check_of_true_oriented_box_maps_is_perfect(val_fields):
+    """Oriented boxes: the check compares turned ovals with the real nuclei's own axes."""
+    render = RenderConfig(oriented=True)
+    evaluate = realism_eval.BoxEvaluator(val_fields, render, (4, 4))
+    truth = [
+        pipeline.to_network(
+            geometry.render_box_map(geometry.boxes_from_labels(labels, oriented=True), labels.shape, render.bv)
+        )
+        for _, labels in val_fields
+    ]
+    result = evaluate(_replay(t[..., None] for t in truth))
+    assert result.numbers["seeds_with_box"] == 1.0 and result.numbers["boxes_without_seed"] == 0.0
+    assert result.score < 0.03
+    # Axis-aligned ovals of the same nuclei are judged against the oriented real shapes: rounder.
+    aligned = [
+        pipeline.to_network(geometry.render_box_map(geometry.boxes_from_labels(labels), labels.shape, render.bv))
+        for _, labels in val_fields
+    ]
+    worse = evaluate(_replay(t[..., None] for t in aligned))
+    assert worse.numbers["box_aspect_ratio"] > 5 * max(result.numbers["box_aspect_ratio"], 0.01)
+
+
+def test_realism_curves_plot_the_last_check_of_each_step(tmp_path):
+    lines = [
+        {"step": 2, "score": 0.5, "numbers": {"a": 0.4, "b": None}, "best": True},
+        {"step": 4, "score": 0.3, "numbers": {"a": 0.2, "b": 0.1}, "best": True},
+        {"step": 4, "score": 0.35, "numbers": {"a": 0.25, "b": 0.1}, "best": False},  # resumed
+    ]
+    (tmp_path / realism_eval.LOG).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = realism_eval.read_log(tmp_path)
+    assert [r["step"] for r in records] == [2, 4] and records[1]["score"] == 0.35
+    path = realism_eval.write_curves(tmp_path)
+    assert path == tmp_path / realism_eval.CURVES and np.asarray(Image.open(path)).std() > 10
+    assert realism_eval.write_curves(tmp_path / "no_checks") is None
+    (tmp_path / realism_eval.LOG).write_text("{not json\n")
+    with pytest.raises(DataError, match="line 1"):
+        realism_eval.read_log(tmp_path)
+
+
 def test_stage2_check_of_the_true_masks_is_perfect(val_fields):
     render = RenderConfig()
     evaluate = realism_eval.MaskEvaluator(val_fields, render, (4, 4))
@@ -224,6 +265,8 @@ def test_each_stage_logs_realism_keeps_the_best_and_exports_it(tmp_path, bbbc039
     tags, _ = _scalars_and_images(workdir / "tensorboard")
     expected = {f"realism/{name}" for name in NAMES[stage]} | {"realism/score", "realism/seconds"}
     assert expected <= tags
+    curves = np.asarray(Image.open(workdir / realism_eval.CURVES))
+    assert curves.ndim == 3 and curves.shape[1] >= 420 and curves.std() > 10
 
 
 def _fake_scores(monkeypatch, scores):

@@ -470,13 +470,18 @@ def define_synthesis_flags(fv: flags.FlagValues = FLAGS) -> None:
         "require_seed", d.require_seed,
         "Stage-1 decoding: only pieces holding a seed point become nuclei (drops invented blobs).", **kw,
     )  # fmt: skip
+    flags.DEFINE_integer(
+        "margin", d.margin,
+        "Generate this many px beyond each side and crop them off: nuclei cut by the edge as in a "
+        "microscope field, not thin slivers generated against it (0 = off).", lower_bound=0, **kw,
+    )  # fmt: skip
 
 
 _SYNTHESIS_PLAIN = (
     "out", "n", "seed", "arrangement", "arrangement_data", "arrangement_fit", "seeds_csv", "batch", "chunk",
     "layout", "save_intermediate", "previews", "min_alignment", "max_labels_per_box", "sensor_noise",
     "realism_reference", "num_shards", "shard_index", "prefix", "box_threshold", "min_box_size",
-    "split_touching", "require_seed",
+    "split_touching", "require_seed", "margin",
 )  # fmt: skip
 """`nucgen synthesize` flags that are `SynthesisOptions` fields of the same name and value."""
 

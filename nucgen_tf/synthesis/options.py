@@ -55,6 +55,9 @@ class SynthesisOptions:
         split_touching: split touching ovals in stage-1 decoding.
         require_seed: stage-1 decoding keeps only pieces that hold a seed point (drops what
             stage 1 painted away from every seed); off = the paper's rule.
+        margin: px generated beyond each side of the canvas and cropped off (seeds drawn
+            over them too): nuclei run past the edge as in a real field instead of being
+            generated against it as thin slivers (`pipeline.crop_sample`); 0 = off.
     """
 
     models: str
@@ -90,6 +93,7 @@ class SynthesisOptions:
     min_box_size: int | None = None
     split_touching: bool = True
     require_seed: bool = False
+    margin: int = 0
 
     def __post_init__(self):
         for name in ("shape", "spacing", "tile", "overlap"):
@@ -119,6 +123,8 @@ class SynthesisOptions:
             raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={self.layout!r}")
         if self.shape and (len(self.shape) not in (2, 3) or min(self.shape) < 1):
             raise ValueError(f"`shape` must be 2 or 3 positive sizes. Received: shape={self.shape}")
+        if self.margin < 0:
+            raise ValueError(f"`margin` must be >= 0. Received: margin={self.margin}")
         if self.min_box_size is not None and self.min_box_size < 1:
             raise ValueError(f"`min_box_size` must be >= 1. Received: min_box_size={self.min_box_size}")
         for name in ("batch", "chunk", "num_shards"):

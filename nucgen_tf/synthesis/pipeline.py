@@ -45,6 +45,10 @@ class ChainSettings:
             stage 1 painted away from every seed; off = the paper's rule, every piece).
         sensor_noise: add the stage-3 manifest's camera noise (`sensor.SensorModel`) to the
             generated images; off = the generator's clean images.
+        margin: pixels generated beyond every side of the canvas and cropped off at the end.
+            Nuclei then run past the canvas edge as in a microscope field (whole nuclei cut by
+            the edge) instead of being generated against it (thin slivers, painted white);
+            seeds may lie in the margin. 0 = the canvas only.
     """
 
     tile: int | tuple[int, ...] = 0
@@ -55,6 +59,11 @@ class ChainSettings:
     split_touching: bool = True
     require_seed: bool = False
     sensor_noise: bool = True
+    margin: int = 0
+
+    def __post_init__(self):
+        if self.margin < 0:
+            raise ValueError(f"`margin` must be >= 0. Received: margin={self.margin}")
 
 
 @dataclasses.dataclass
@@ -280,6 +289,42 @@ def _timed_stage(
     return out
 
 
+def crop_sample(sample: Sample, margin: int, shape: Sequence[int]) -> Sample:
+    """The canvas `shape` of a sample generated with `margin` extra pixels on every side.
+
+    Maps and the image are cropped; labels are cut and renumbered 1..N (nuclei wholly in the
+    margin are gone, the others keep the shapes they had on the larger canvas); seeds and
+    boxes move to canvas coordinates, and only boxes whose centre is on the canvas stay.
+    `report["margin"]` counts what the crop kept.
+    """
+    window = tuple(slice(margin, margin + int(s)) for s in shape)
+    for name in ("seed_map", "box_map", "ellipses", "colored_mask", "stage3_input", "image"):
+        value = getattr(sample, name)
+        if value is not None:
+            setattr(sample, name, value[window])
+    sample.seeds = sample.seeds - margin
+    if sample.boxes is not None:
+        centers = sample.boxes.centers - margin
+        inside = np.all((centers >= -0.5) & (centers < np.asarray(shape) - 0.5), axis=1)
+        kept = sample.boxes.subset(inside)
+        sample.boxes = geometry.Boxes(kept.centers - margin, kept.extents, kept.ids, kept.axes)
+        if sample.box_colors is not None:
+            sample.box_colors = sample.box_colors[inside]
+    if sample.labels is not None:
+        sample.labels = relabel_sequential(sample.labels[window])[0].astype(np.int32)
+        unmatched = 0
+        if sample.boxes is not None and len(sample.boxes):
+            pixels = np.clip(np.rint(sample.boxes.centers).astype(np.int64), 0, np.asarray(shape) - 1)
+            unmatched = int(np.count_nonzero(sample.labels[tuple(pixels.T)] == 0))
+        sample.report["margin"] = {
+            "pixels": int(margin),
+            "boxes_on_canvas": 0 if sample.boxes is None else len(sample.boxes),
+            "unmatched_boxes_on_canvas": unmatched,
+            "instances_on_canvas": int(sample.labels.max(initial=0)),
+        }
+    return sample
+
+
 def run_chain(
     generators: Generators,
     seeds: Sequence[np.ndarray],
@@ -291,12 +336,14 @@ def run_chain(
 
     Args:
         generators: the loaded chain.
-        seeds: per sample, (N, ndim) seed coordinates.
+        seeds: per sample, (N, ndim) seed coordinates on the canvas; with
+            `settings.margin`, they may lie up to `margin` pixels beyond it.
         rngs: per sample, the generators of `sampling.sample_rngs` (colorings are drawn from
             "colors_stage2" and "colors_stage3", the camera noise from "sensor" and the
             stage-3 generator's noise channels, if it has any, from "texture").
         shape: canvas shape.
-        settings: tiling, batching and decoding settings.
+        settings: tiling, batching, decoding settings and the margin (generated on
+            `shape + 2 margin`, then `crop_sample`).
 
     Returns:
         One `Sample` per input, in order.
@@ -306,6 +353,23 @@ def run_chain(
         raise ValueError(
             f"`shape` must have {generators.ndim} sizes for these models. Received: shape={shape}"
         )
+    margin = settings.margin
+    if not margin:
+        return _run_canvas(generators, seeds, rngs, shape, settings)
+    canvas = tuple(s + 2 * margin for s in shape)
+    shifted = [np.asarray(points, np.float64).reshape(-1, len(shape)) + margin for points in seeds]
+    samples = _run_canvas(generators, shifted, rngs, canvas, settings)
+    return [crop_sample(sample, margin, shape) for sample in samples]
+
+
+def _run_canvas(
+    generators: Generators,
+    seeds: Sequence[np.ndarray],
+    rngs: Sequence[dict[str, np.random.Generator]],
+    shape: tuple[int, ...],
+    settings: ChainSettings,
+) -> list[Sample]:
+    """`run_chain` on exactly the canvas `shape` (no margin)."""
     r1, r2, r3 = generators.render, generators.render2, generators.render3
     samples = []
     for points in seeds:

@@ -187,6 +187,7 @@ def _generation_settings(options, generators, shape, seed_config, spacing, arran
         "sensor_noise": options.sensor_noise if generators.sensor is not None else "none",
         # Only when on, so that folders written before the option resume unchanged.
         **({"require_seed": True} if options.require_seed else {}),
+        **({"margin": options.margin} if options.margin else {}),
     }
 
 
@@ -284,6 +285,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         generators.ndim,
     )
     path = writers.manifest_path(out, options.shard_index, options.num_shards)
+    canvas = tuple(s + 2 * options.margin for s in shape)
     chain = ChainSettings(
         tile=options.tile,
         overlap=options.overlap,
@@ -293,6 +295,7 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
         split_touching=options.split_touching,
         require_seed=options.require_seed,
         sensor_noise=options.sensor_noise == "fitted",
+        margin=options.margin,
     )
     if options.sensor_noise == "fitted" and generators.sensor is None:
         logging.warning(
@@ -313,9 +316,11 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                     if csv_seeds is not None:
                         kind, points = "csv", csv_seeds.get(i, np.zeros((0, generators.ndim)))
                     else:
+                        # Drawn over the margin too (nuclei cut by the edge), in canvas coordinates.
                         kind, points = sampling.draw_seeds(
-                            arrangement, shape, rng["seeds"], seed_config, spacing, fit=fit
+                            arrangement, canvas, rng["seeds"], seed_config, spacing, fit=fit
                         )
+                        points = points - options.margin
                     kinds.append(kind)
                     seeds.append(points)
                 for i, kind, sample in zip(chunk, kinds, run_chain(generators, seeds, rngs, shape, chain)):
@@ -324,6 +329,8 @@ def synthesize(options: SynthesisOptions, generators: Generators | None = None) 
                         sample.image, sample.labels, options.min_alignment, empty_threshold=empty_level
                     )
                     unmatched = sample.report.get("decode_colored_mask", {}).get("n_unmatched_boxes", 0)
+                    if "margin" in sample.report:  # the boxes and labels left on the canvas
+                        unmatched = sample.report["margin"]["unmatched_boxes_on_canvas"]
                     mask_report = checks.mask_checks(
                         sample.labels, sample.boxes, unmatched, options.max_labels_per_box
                     )

@@ -173,6 +173,50 @@ def test_an_oriented_stage_1_gives_nuclei_turned_like_its_ovals(tmp_path):
         assert abs(abs(np.rad2deg(region.orientation)) - 30.0) < 6.0
 
 
+def test_margin_generates_beyond_the_canvas_and_cuts_nuclei_at_its_edge(loaded):
+    """A seed 2 px from the edge: without a margin its nucleus is generated against the edge;
+    with one it is generated whole beyond it and cut by the crop, like a real field's."""
+    chain = loaded("reference", 2)
+    seeds = [np.array([[2.0, 30.0], [32.0, 32.0], [-20.0, 10.0]])]  # the last: in the margin only
+    plain, margin = (
+        run_chain(chain, seeds, [sampling.sample_rngs(0, 0)], (64, 64), ChainSettings(margin=m))[0]
+        for m in (0, 16)
+    )
+    for sample in (plain, margin):
+        assert sample.labels.shape == sample.image.shape == sample.box_map.shape == (64, 64)
+        assert sample.ellipses.shape == (64, 64, 3)
+    assert int(margin.labels.max()) == 2 and sorted(np.unique(margin.labels).tolist()) == [0, 1, 2]
+    assert len(margin.boxes) == 2  # the margin-only box is not on the canvas
+    np.testing.assert_allclose(np.sort(margin.boxes.centers[:, 0]), [2.0, 32.0], atol=1.0)
+    assert margin.report["margin"] == {
+        "pixels": 16, "boxes_on_canvas": 2, "unmatched_boxes_on_canvas": 0, "instances_on_canvas": 2
+    }  # fmt: skip
+    edge = margin.labels[int(round(margin.boxes.centers[np.argmin(margin.boxes.centers[:, 0]), 0])), 30]
+    # Cut by the edge: the nucleus reaches row 0 and keeps its full width there.
+    width_at_edge = lambda labels, label: int(np.count_nonzero(labels[0] == label))  # noqa: E731
+    assert edge > 0 and width_at_edge(margin.labels, edge) >= width_at_edge(plain.labels, plain.labels[2, 30])
+    # The centre nucleus is the same with and without a margin (away from every edge).
+    middle = (plain.labels == plain.labels[32, 32], margin.labels == margin.labels[32, 32])
+    assert np.array_equal(*middle)
+
+
+def test_margin_is_a_recorded_setting_with_seeds_over_the_margin(tmp_path, exported, loaded):
+    options = _options(exported("reference", 2), tmp_path / "out", n=2, margin=24, previews=False)
+    manifest = synthesize(options, loaded("reference", 2))
+    assert manifest["settings"]["margin"] == 24
+    layout = writers.Layout(tmp_path / "out")
+    for name, record in manifest["samples"].items():
+        mask = tifffile.imread(layout.mask_path(name))
+        assert mask.shape == PATCH[2] and record["margin"]["instances_on_canvas"] == int(mask.max())
+        assert record["counts"]["seeds"] >= record["margin"]["boxes_on_canvas"]
+    # Another margin into the same folder is refused, not mixed in.
+    with pytest.raises(Exception, match="margin"):
+        synthesize(_options(exported("reference", 2), tmp_path / "out", n=2, previews=False), loaded("reference", 2))
+    # Folders written without a margin do not record one (they resume as before).
+    plain = synthesize(_options(exported("reference", 2), tmp_path / "plain", n=1, previews=False), loaded("reference", 2))
+    assert "margin" not in plain["settings"]
+
+
 def test_rerun_skips_finished_samples_and_recomputes_only_a_deleted_one(tmp_path, exported, loaded):
     models_dir, chain = exported("untrained", 2), loaded("untrained", 2)
     synthesize(_options(models_dir, tmp_path, n=4, chunk=2), chain)

@@ -398,6 +398,29 @@ def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
     assert all(chain.stages[k].manifest["format"] == "weights-float16" for k in (1, 2, 3))
 
 
+def test_bundle_keeps_compact_stages_as_they_are(exported, tmp_path):
+    """Replacing one stage of a bundle: the other stages, already float16, are copied unchanged."""
+    from nucgen_tf.pretrained.bundle import bundle
+
+    first = tmp_path / "first"
+    bundle(exported("untrained", 2), first)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copytree(exported("untrained", 2) / "stage1", mixed / "stage1")  # a SavedModel
+    for name in ("stage2", "stage3"):
+        (mixed / name).symlink_to(first / name)
+    second = tmp_path / "second"
+    record = bundle(mixed, second)
+    for name in ("stage2", "stage3"):
+        for file in (first / name).iterdir():
+            assert (second / name / file.name).read_bytes() == file.read_bytes()
+        assert record["stages"][name]["source"] == str((first / name).resolve())
+    assert json.loads((second / "stage1" / "nucgen_manifest.json").read_text())["format"] == "weights-float16"
+    # Rebundling in place leaves the compact stages where they are.
+    assert bundle(second, second)["stages"]["stage2"]["bytes"] == record["stages"]["stage2"]["bytes"]
+    assert models.load_generators(second).stages[2].manifest["format"] == "weights-float16"
+
+
 def test_realism_reference_writes_the_runs_report_next_to_the_manifest(tmp_path, exported, loaded):
     """The report compares the run with a real folder; here a second run plays the real data."""
     reference = tmp_path / "reference"

@@ -731,6 +731,7 @@ _EXPERIMENT_FIELDS = {
     "models_dir": ("models_dir", str),
     "ours_models": ("ours_models", str),
     "ours_require_seed": ("ours_require_seed", bool),
+    "ours_margin": ("ours_margin", int),
     "sensor_noise": ("sensor_noise", bool),
     "rp2p_models": ("rp2p_models", str),
     "pcyclegan_models": ("pcyclegan_models", str),
@@ -819,6 +820,9 @@ def define_experiment_flags(fv: flags.FlagValues = FLAGS) -> None:
     )
     flags.DEFINE_bool(
         "sensor_noise", None, "'ours' and 'r+p2p': add the fitted camera noise to images (on).", **kw
+    )
+    flags.DEFINE_integer(
+        "ours_margin", None, "'ours': px generated beyond each side and cropped off (0).", lower_bound=0, **kw
     )
     flags.DEFINE_string(
         "rp2p_models", None, "Reuse for 'r+p2p': a stage-3 export (or a folder with stage3/).", **kw

@@ -212,6 +212,8 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
         record["require_seed"] = True  # (absent when off: folders written before it stay complete)
     if condition in ("ours", "r+p2p") and config.sensor_noise:
         record["sensor_noise"] = True  # (absent when off: folders written before it had no noise)
+    if condition == "ours" and config.ours_margin:
+        record["margin"] = config.ours_margin  # (absent when 0: folders written before it)
     if _complete(out, record):
         logging.info("%s: %d synthetic samples exist in %s", condition, config.n_synthetic, out)
         return out
@@ -224,7 +226,7 @@ def synthetic_folder(config: ExperimentConfig, amount: Amount, condition: str) -
             SynthesisOptions(
                 models=str(models["models"]), out=str(out), n=config.n_synthetic, seed=seed,
                 shape=config.synth_shape, require_seed=config.ours_require_seed,
-                sensor_noise="fitted" if config.sensor_noise else "none",
+                sensor_noise="fitted" if config.sensor_noise else "none", margin=config.ours_margin,
             )
         )  # fmt: skip
         record["summary"] = manifest.get("summary", {})

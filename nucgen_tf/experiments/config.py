@@ -52,6 +52,7 @@ LATER_SETTINGS = (
     (("gan", "clipnorm"), 0.0),
     (("ours_require_seed",), False),
     (("sensor_noise",), False),
+    (("ours_margin",), 0),
 )
 
 
@@ -185,6 +186,8 @@ class ExperimentConfig:
         sensor_noise: "ours" and "r+p2p" images get the camera noise fitted to the real
             training images (the stage-3 manifest's `sensor`, see `nucgen_tf.sensor`); off =
             the generator's noise-free images.
+        ours_margin: "ours" synthesis generates this many px beyond each side and crops
+            them off (`SynthesisOptions.margin`: nuclei cut by the edge, no thin slivers).
     """
 
     data_root: str
@@ -209,6 +212,7 @@ class ExperimentConfig:
     pcyclegan_models: str | None = None
     ours_require_seed: bool = False
     sensor_noise: bool = True
+    ours_margin: int = 0
 
     def __post_init__(self):
         conditions = tuple(parse_condition(c) for c in self.conditions)
@@ -223,6 +227,8 @@ class ExperimentConfig:
             raise ValueError(f"`n_train` must be distinct ints >= 1. Received: n_train={self.n_train}")
         if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"`seeds` must be distinct ints >= 0. Received: seeds={self.seeds}")
+        if self.ours_margin < 0:
+            raise ValueError(f"`ours_margin` must be >= 0. Received: ours_margin={self.ours_margin}")
         if self.n_synthetic < 1:
             raise ValueError(f"`n_synthetic` must be >= 1. Received: n_synthetic={self.n_synthetic}")
         if self.segmenter_family not in FAMILIES:

@@ -99,6 +99,16 @@ def test_ours_require_seed_is_a_setting_only_when_on():
     assert settings_record(on)["ours_require_seed"] is True
 
 
+def test_ours_margin_is_a_setting_only_when_set():
+    from nucgen_tf.experiments.runner import settings_record
+
+    base = ["--preset=smoke", "--data_root=/data", "--workdir=/w"]
+    off, on = _parse(base), _parse([*base, "--ours_margin=32"])
+    assert off.ours_margin == 0 and on.ours_margin == 32
+    assert "ours_margin" not in settings_record(off)  # older workdirs stay valid
+    assert settings_record(on)["ours_margin"] == 32
+
+
 def test_sensor_noise_is_on_by_default_and_a_setting_only_when_on():
     from nucgen_tf.experiments.runner import settings_record
 

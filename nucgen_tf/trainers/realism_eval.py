@@ -186,7 +186,13 @@ class BoxEvaluator:
             "boxes_per_seed": n_boxes / n_seeds if n_seeds else None,
             **found,
         }
-        return Result(mean_distance(found), numbers)
+        # Shapes alone would let a generator that drops a quarter of its seeds win (seen at
+        # 9,000 steps of the oriented long run: aspect distance 0.22, 76 % of seeds with a box):
+        # every seed without a box and every box without a seed adds its share.
+        score = mean_distance(found)
+        if n_seeds and n_boxes:
+            score += (1.0 - numbers["seeds_with_box"]) + numbers["boxes_without_seed"]
+        return Result(score, numbers)
 
 
 class MaskEvaluator:

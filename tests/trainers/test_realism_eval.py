@@ -116,6 +116,19 @@ def test_stage1_check_of_the_true_box_maps_is_perfect(val_fields):
     assert result.numbers["seeds_with_box"] == 1.0 and result.numbers["boxes_without_seed"] == 0.0
     assert result.numbers["boxes_per_seed"] == 1.0
     assert result.score < 0.02
+    # Half the nuclei without a box: their shapes are still right, but the score says what is
+    # missing (so a generator that drops seeds cannot win on shapes alone).
+    halved = [
+        pipeline.to_network(
+            geometry.render_box_map(
+                geometry.boxes_from_labels(labels).subset(slice(None, None, 2)), labels.shape, render.bv
+            )
+        )
+        for _, labels in val_fields
+    ]
+    half = evaluate(_replay(t[..., None] for t in halved))
+    assert 0.4 < half.numbers["seeds_with_box"] < 0.6
+    assert half.score > result.score + 0.4
     # An empty box map: no box, so no distance and a score that never wins.
     empty = evaluate(_background(1))
     assert empty.numbers["seeds_with_box"] == 0.0 and empty.numbers["box_size"] is None

@@ -210,7 +210,7 @@ def test_margin_is_a_recorded_setting_with_seeds_over_the_margin(tmp_path, expor
         assert mask.shape == PATCH[2] and record["margin"]["instances_on_canvas"] == int(mask.max())
         assert record["counts"]["seeds"] >= record["margin"]["boxes_on_canvas"]
     # Another margin into the same folder is refused, not mixed in.
-    with pytest.raises(Exception, match="margin"):
+    with pytest.raises(io.DataError, match="margin: 24 -> None"):
         synthesize(_options(exported("reference", 2), tmp_path / "out", n=2, previews=False), loaded("reference", 2))
     # Folders written without a margin do not record one (they resume as before).
     plain = synthesize(_options(exported("reference", 2), tmp_path / "plain", n=1, previews=False), loaded("reference", 2))

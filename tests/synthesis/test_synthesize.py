@@ -387,7 +387,8 @@ def test_require_seed_drops_the_pieces_stage_1_painted_away_from_seeds(loaded, m
 
 
 def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
-    """`python -m nucgen_tf.commands.bundle --out DIR` compacts the three stages outside the package."""
+    """`python -m nucgen_tf.commands.bundle --out DIR` compacts the three stages outside the
+    package; a later bundle copies stages that are already compact as they are."""
     out = tmp_path / "bundles" / "mine"
     command = ["-m", "nucgen_tf.commands.bundle", f"--models={exported('untrained', 2)}", f"--out={out}"]
     result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=300)
@@ -397,24 +398,20 @@ def test_bundle_command_writes_anywhere_with_out(exported, tmp_path):
     chain = models.load_generators(out)
     assert all(chain.stages[k].manifest["format"] == "weights-float16" for k in (1, 2, 3))
 
-
-def test_bundle_keeps_compact_stages_as_they_are(exported, tmp_path):
-    """Replacing one stage of a bundle: the other stages, already float16, are copied unchanged."""
+    # Replacing one stage of that bundle: the other stages, already float16, are copied unchanged.
     from nucgen_tf.pretrained.bundle import bundle
 
-    first = tmp_path / "first"
-    bundle(exported("untrained", 2), first)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     shutil.copytree(exported("untrained", 2) / "stage1", mixed / "stage1")  # a SavedModel
     for name in ("stage2", "stage3"):
-        (mixed / name).symlink_to(first / name)
+        (mixed / name).symlink_to(out / name)
     second = tmp_path / "second"
     record = bundle(mixed, second)
     for name in ("stage2", "stage3"):
-        for file in (first / name).iterdir():
+        for file in (out / name).iterdir():
             assert (second / name / file.name).read_bytes() == file.read_bytes()
-        assert record["stages"][name]["source"] == str((first / name).resolve())
+        assert record["stages"][name]["source"] == str((out / name).resolve())
     assert json.loads((second / "stage1" / "nucgen_manifest.json").read_text())["format"] == "weights-float16"
     # Rebundling in place leaves the compact stages where they are.
     assert bundle(second, second)["stages"]["stage2"]["bytes"] == record["stages"]["stage2"]["bytes"]

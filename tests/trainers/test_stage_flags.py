@@ -61,25 +61,21 @@ def test_strides_flags_let_a_thin_stack_train():
     assert {k: strided[k] for k in "gd"} == {"g": [[1, 2, 2], 2, 2], "d": [[1, 2, 2], 2]}
 
 
-def test_realism_check_flags():
-    default, on, no_data = _parse(
+def test_realism_check_and_oriented_boxes_flags():
+    from nucgen_tf.config import RenderConfig, from_dict
+
+    default, on, no_data, oriented = _parse(
         (),
         ("--eval_every=500", "--eval_data=val", "--eval_crop=128", "--export_checkpoint=latest"),
         ("--eval_every=500",),
+        ("--oriented_boxes",),
     )
+    assert default["render"]["oriented"] is False and oriented["render"]["oriented"] is True
+    # A manifest written before the field existed reads as the paper's axis-aligned boxes.
+    assert from_dict(RenderConfig, {"bv": 0.25, "seed_radius": 1.5}).oriented is False
     assert default["eval"] == {"every": 0, "data": "", "crop": 256, "export_checkpoint": "best"}
     assert on["eval"] == {"every": 500, "data": "val", "crop": 128, "export_checkpoint": "latest"}
     assert "Realism checks need `data`" in no_data["error"]
-
-
-def test_oriented_boxes_flag_reaches_the_render_config_and_old_manifests_stay_axis_aligned():
-    from nucgen_tf.config import RenderConfig, from_dict
-
-    default, oriented = _parse((), ("--oriented_boxes",))
-    assert default["render"]["oriented"] is False
-    assert oriented["render"]["oriented"] is True
-    # A manifest written before the field existed reads as the paper's axis-aligned boxes.
-    assert from_dict(RenderConfig, {"bv": 0.25, "seed_radius": 1.5}).oriented is False
 
 
 def test_discriminator_option_flags():

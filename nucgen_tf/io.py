@@ -18,6 +18,8 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -285,6 +287,26 @@ def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: PathLike) -> Iterator[pathlib.Path]:
+    """Yields an empty temporary folder beside ``path``; it replaces ``path`` only on success.
+
+    The folder version of :func:`atomic_path`: a crash leaves the old folder (or none), never
+    a half-written one. The result is made world-readable (``mkdtemp`` creates it private).
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        path.chmod(0o755)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_tiff(path: PathLike, array: np.ndarray, axes: str | None = None, compress: bool = True) -> None:

@@ -8,10 +8,7 @@ manifest's generator config, so it needs the model code but is about 8x smaller.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from nucgen_tf.config import from_dict
+from nucgen_tf.io import atomic_dir
 from nucgen_tf.exported.manifest import WEIGHTS, is_compact, read_manifest, write_manifest
 from nucgen_tf.models.config import GeneratorConfig
 from nucgen_tf.models.generators import generator_from_config
@@ -61,17 +59,9 @@ def compact_export(
             f"{saved_model_dir}: its variables do not match the architecture in its manifest "
             f"(missing {sorted(expected - set(arrays))[:3]}, unexpected {sorted(set(arrays) - expected)[:3]})"
         )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:  # world-readable: a bundle is package data
         np.savez_compressed(tmp / WEIGHTS, **arrays)
         write_manifest(tmp, {**manifest, "format": f"weights-{dtype}"})
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-        directory.chmod(0o755)  # mkdtemp made it private; a bundle is package data
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

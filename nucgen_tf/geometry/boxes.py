@@ -113,10 +113,7 @@ class Boxes:
 
     def half_widths(self, semi_axes: np.ndarray) -> np.ndarray:
         """(N, ndim) half-extent along each array axis of ovals with these semi-axes."""
-        semi_axes = np.asarray(semi_axes, np.float64)
-        if self.axes is None:
-            return semi_axes
-        return np.sqrt(np.einsum("ndk,nk->nd", self.axes**2, semi_axes**2))
+        return _half_widths(np.asarray(semi_axes, np.float64), self.axes)
 
     def local_offsets(self, points: np.ndarray) -> np.ndarray:
         """(P, N, ndim) offsets of P points from every box centre, in each box's own axes."""
@@ -229,6 +226,14 @@ def _validate_shape(shape: Sequence[int], ndim: int) -> tuple[int, ...]:
     return shape
 
 
+def _half_widths(semi_axes: np.ndarray, axes: np.ndarray | None) -> np.ndarray:
+    """(..., ndim) half-extent along each array axis of ovals with semi-axes (..., ndim) along
+    the columns of `axes` (..., ndim, ndim); None = the array axes."""
+    if axes is None:
+        return semi_axes
+    return np.sqrt(np.einsum("...dk,...k->...d", axes**2, semi_axes**2))
+
+
 def ellipse_q(
     lo: Sequence[int], hi: Sequence[int], center: np.ndarray, semi: np.ndarray, axes: np.ndarray | None = None
 ) -> np.ndarray:
@@ -267,7 +272,7 @@ def _ellipse_windows(
     The shared kernel of the box map, the colored ellipse map and the color graph.
     """
     shape_arr = np.asarray(shape)
-    half = semi_axes if axes is None else np.sqrt(np.einsum("ndk,nk->nd", axes**2, semi_axes**2))
+    half = _half_widths(semi_axes, axes)
     lo = np.maximum(np.ceil(centers - half), 0).astype(np.int64)
     hi = np.minimum(np.floor(centers + half), shape_arr - 1).astype(np.int64)
     inside = np.all((np.round(centers) >= 0) & (np.round(centers) <= shape_arr - 1), axis=1)
@@ -381,6 +386,17 @@ def _thin_semi_axes(distinct: np.ndarray) -> np.ndarray:
 _MAX_OVAL_TO_COMPONENT = 1.25
 
 
+def _implausible_oval(
+    center: np.ndarray, half: np.ndarray, lo: np.ndarray, hi: np.ndarray, cut: np.ndarray
+) -> bool:
+    """A fitted oval that is no Eq. 1 fit of its component: centre outside the component's box
+    (+0.5 px), or wider than the component on an axis (the component, cut at half the rim
+    value, holds its whole oval), except where the canvas edge cuts it."""
+    box_size = hi - lo + 1
+    widest = np.where(cut, 2.0 * box_size, _MAX_OVAL_TO_COMPONENT * box_size) + 2.0
+    return bool(np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * half > widest))
+
+
 def _fit_oval(
     coords: np.ndarray, values: np.ndarray, bv: float, lo: np.ndarray, hi: np.ndarray, cut: np.ndarray
 ):
@@ -427,12 +443,7 @@ def _fit_oval(
         if leftover > 0:
             share = 4.0 * leftover / int(two_rows.sum())
             semi[two_rows] = np.clip(1.0 / np.sqrt(share), 0.5, 1.5)
-    box_size = hi - lo + 1
-    # The component (cut at half the rim value) holds its whole oval, so an oval wider than
-    # the component is a bad fit (a generated blob that is not Eq. 1-shaped), except on axes
-    # where the canvas edge cuts the component.
-    widest = np.where(cut, 2.0 * box_size, _MAX_OVAL_TO_COMPONENT * box_size) + 2.0
-    if np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * semi > widest):
+    if _implausible_oval(center, semi, lo, hi, cut):
         return None
     return center, semi
 
@@ -493,10 +504,7 @@ def _fit_oriented_oval(
     center = -0.5 * np.linalg.solve(quadratic, linear) + origin
     semi = 1.0 / np.sqrt(eigenvalues)
     vectors, semi = _ordered_axes(vectors, semi)
-    half = np.sqrt((vectors**2) @ (semi**2))
-    box_size = hi - lo + 1
-    widest = np.where(cut, 2.0 * box_size, _MAX_OVAL_TO_COMPONENT * box_size) + 2.0
-    if np.any(center < lo - 0.5) or np.any(center > hi + 0.5) or np.any(2.0 * half > widest):
+    if _implausible_oval(center, _half_widths(semi, vectors), lo, hi, cut):
         return None
     return center, semi, vectors
 

@@ -11,36 +11,22 @@ sizes.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
-import tempfile
 
 from absl import logging
 
 from nucgen_tf import io
-from nucgen_tf.exported.manifest import content_hash, read_manifest
+from nucgen_tf.exported.manifest import content_hash, is_compact, read_manifest
 from nucgen_tf.synthesis.models import STAGE_DIRS
-
-
-def _is_compact(path: pathlib.Path) -> bool:
-    return str(read_manifest(path).get("format", "")).startswith("weights-")
 
 
 def _copy_compact(source: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
     """A compact export copied to `target` atomically (nothing to do when it is `target`)."""
     if source.resolve() == target.resolve():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with io.atomic_dir(target) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-        target.chmod(0o755)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -56,7 +42,7 @@ def bundle(models_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> dict:
     record = {"source": str(models_dir.resolve()), "stages": {}}
     for name in STAGE_DIRS:
         source = models_dir / name
-        if _is_compact(source):
+        if is_compact(source):
             target = _copy_compact(source, out_dir / name)
         else:
             target = compact_export(source, out_dir / name)

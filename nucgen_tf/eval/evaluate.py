@@ -169,20 +169,23 @@ def evaluate_folders(
     return results
 
 
-_COLUMNS = ("true", "pred", "pixel F1", "inst F1", "obj F1@.5", "mean AP")
+# "pairs F1": instance F1 in the matched-pair reading; "touch ...": on touching nuclei alone.
+_COLUMNS = ("true", "pred", "pixel F1", "inst F1", "pairs F1", "obj F1@.5", "touching", "touch F1", "mean AP")
 
 
 def _row(label: str, s: Scores, width: int) -> str:
-    figures = (s.pixel_f1, s.instance_f1, s.object_f1, s.mean_ap)
+    figures = (s.pixel_f1, s.instance_f1, s.instance_matched_f1, s.object_f1)
     cells = [f"{s.n_true:>6d}", f"{s.n_pred:>6d}", *(f"{v:>9.4f}" for v in figures)]
+    cells += [f"{s.n_touching:>8d}", f"{s.touching_object_f1:>9.4f}", f"{s.mean_ap:>9.4f}"]
     return f"{label:<{width}}  " + "  ".join(cells)
 
 
 def format_table(per_image: Mapping[str, Scores], pooled: Scores) -> str:
-    """Per-image lines and the pooled line (pixel F1, paper instance F1, object F1@0.5, mean AP)."""
+    """Per-image lines and the pooled line: pixel F1, the paper's instance F1 and its matched-pair
+    reading, object F1@0.5, touching nuclei and their object F1@0.5, mean AP."""
     width = max([len("image"), len("pooled (n=99999)"), *map(len, per_image)])
     header = f"{'image':<{width}}  " + "  ".join(
-        f"{c:>6}" if c in ("true", "pred") else f"{c:>9}" for c in _COLUMNS
+        f"{c:>6}" if c in ("true", "pred") else f"{c:>8}" if c == "touching" else f"{c:>9}" for c in _COLUMNS
     )
     lines = [header, *(_row(name, s, width) for name, s in per_image.items())]
     lines += ["-" * len(header), _row(f"pooled (n={pooled.n_images})", pooled, width)]

@@ -16,6 +16,10 @@ Four figures come out of one :func:`overlap_table` per image:
   each matched pair only, for comparison; the headline figure follows the paper's wording.
 * **object F1** at IoU 0.5: TP = matched pairs, FP = unmatched predictions, FN = unmatched
   true instances.
+* **on touching nuclei alone** (the clumps the paper is about): the matched-pair instance
+  counts and the object counts at IoU 0.5, restricted to the true nuclei that touch another
+  one (:func:`nucgen_tf.eval.touching.touching_flags`) and to the predictions whose largest
+  overlap is with one of them (:attr:`Scores.touching_instance`, :attr:`Scores.touching_objects`).
 * **average precision** in the DSB 2018 / StarDist sense, AP_t = TP / (TP + FP + FN) at IoU
   threshold t, reported per t in 0.5:0.05:0.95 and as their mean.
 
@@ -37,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from nucgen_tf.eval.matching import Overlap, match, overlap_table
+from nucgen_tf.eval.matching import Matches, Overlap, match, overlap_table
+from nucgen_tf.eval.touching import touching_flags
 
 __all__ = ["DSB_THRESHOLDS", "PAPER_IOU", "Counts", "Scores", "pool", "score", "scores_from_overlap"]
 
@@ -130,6 +135,9 @@ class Scores:
         n_images: images pooled into these counts.
         n_true: true instances.
         n_pred: predicted instances.
+        touching_instance: `instance_matched` counts on touching true nuclei only.
+        touching_objects: object counts at IoU 0.5 on touching true nuclei only.
+        n_touching: true instances that touch another one.
     """
 
     pixel: Counts
@@ -140,6 +148,9 @@ class Scores:
     n_images: int = 1
     n_true: int = 0
     n_pred: int = 0
+    touching_instance: Counts = Counts()
+    touching_objects: Counts = Counts()
+    n_touching: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "thresholds", _check_thresholds(self.thresholds))
@@ -167,6 +178,9 @@ class Scores:
             n_images=self.n_images + other.n_images,
             n_true=self.n_true + other.n_true,
             n_pred=self.n_pred + other.n_pred,
+            touching_instance=self.touching_instance + other.touching_instance,
+            touching_objects=self.touching_objects + other.touching_objects,
+            n_touching=self.n_touching + other.n_touching,
         )
 
     def objects_at(self, threshold: float) -> Counts:
@@ -188,6 +202,19 @@ class Scores:
     def object_f1(self) -> float:
         """Object F1 at IoU 0.5 (needs 0.5 among `thresholds`)."""
         return self.objects_at(PAPER_IOU).f1
+
+    @property
+    def instance_matched_f1(self) -> float:
+        """Instance F1 in the stricter reading (TP = intersections of matched pairs)."""
+        return self.instance_matched.f1
+
+    @property
+    def touching_instance_f1(self) -> float:
+        return self.touching_instance.f1
+
+    @property
+    def touching_object_f1(self) -> float:
+        return self.touching_objects.f1
 
     @property
     def ap(self) -> tuple[float, ...]:
@@ -214,14 +241,51 @@ class Scores:
             "pixel_f1": self.pixel_f1,
             "instance_f1": self.instance_f1,
             "mean_ap": self.mean_ap,
+            "instance_matched_f1": self.instance_matched_f1,
+            "n_touching": self.n_touching,
+            "touching_instance": self.touching_instance.to_dict(),
+            "touching_objects": self.touching_objects.to_dict(),
+            "touching_instance_f1": self.touching_instance_f1,
+            "touching_object_f1": self.touching_object_f1,
         }
         if PAPER_IOU in self.thresholds:
             out["object_f1"] = self.object_f1
         return out
 
 
-def scores_from_overlap(overlap: Overlap, thresholds: Iterable[float] = DSB_THRESHOLDS) -> Scores:
-    """The :class:`Scores` of one image from its overlap table (see :func:`score`)."""
+def _touching_counts(overlap: Overlap, matched: Matches, touching: np.ndarray) -> tuple[Counts, Counts]:
+    """Matched-pair instance counts and object counts restricted to the touching true nuclei
+    and to the predictions whose largest overlap is with one of them."""
+    touching = np.asarray(touching, bool)
+    # Each prediction's owner: the true nucleus it overlaps most (last of its pairs by size).
+    order = np.lexsort((overlap.intersections, overlap.pred_index))
+    preds = overlap.pred_index[order]
+    last = np.r_[preds[1:] != preds[:-1], True] if len(preds) else np.zeros(0, bool)
+    owner = np.full(overlap.n_pred, -1, np.int64)
+    owner[preds[last]] = overlap.true_index[order][last]
+    kept_pred = owner >= 0
+    kept_pred[kept_pred] = touching[owner[kept_pred]]
+    on_touching = touching[overlap.true_index[matched.pairs]]
+    tp_pixels = int(overlap.intersections[matched.pairs][on_touching].sum())
+    pred_pixels = int(overlap.pred_areas[kept_pred].sum())
+    true_pixels = int(overlap.true_areas[touching].sum())
+    tp = int(np.count_nonzero(on_touching))
+    instance = Counts(tp_pixels, pred_pixels - tp_pixels, true_pixels - tp_pixels)
+    objects = Counts(tp, int(np.count_nonzero(kept_pred)) - tp, int(np.count_nonzero(touching)) - tp)
+    return instance, objects
+
+
+def scores_from_overlap(
+    overlap: Overlap, thresholds: Iterable[float] = DSB_THRESHOLDS, touching: np.ndarray | None = None
+) -> Scores:
+    """The :class:`Scores` of one image from its overlap table (see :func:`score`).
+
+    Args:
+        overlap: the image's overlap table.
+        thresholds: IoU thresholds of the object counts.
+        touching: (n_true,) bool per true instance (in `overlap.true_ids` order), True where it
+            touches another; None leaves the touching counts at zero.
+    """
     thresholds = _check_thresholds(thresholds)
     pixel_tp = int(overlap.intersections.sum())
     true_fg, pred_fg = int(overlap.true_areas.sum()), int(overlap.pred_areas.sum())
@@ -235,6 +299,15 @@ def scores_from_overlap(overlap: Overlap, thresholds: Iterable[float] = DSB_THRE
     for t in thresholds:
         tp = len(matched) if t == PAPER_IOU else len(match(overlap, t))
         objects.append(Counts(tp, overlap.n_pred - tp, overlap.n_true - tp))
+    if touching is None:
+        touching_instance, touching_objects, n_touching = Counts(), Counts(), 0
+    else:
+        if len(touching) != overlap.n_true:
+            raise ValueError(
+                f"`touching` needs one flag per true instance. Received: {len(touching)} for {overlap.n_true}"
+            )
+        touching_instance, touching_objects = _touching_counts(overlap, matched, touching)
+        n_touching = int(np.count_nonzero(touching))
     return Scores(
         pixel=Counts(pixel_tp, pred_fg - pixel_tp, true_fg - pixel_tp),
         instance=Counts(instance_tp, pred_fg - instance_tp, true_fg - instance_tp),
@@ -244,6 +317,9 @@ def scores_from_overlap(overlap: Overlap, thresholds: Iterable[float] = DSB_THRE
         n_images=1,
         n_true=overlap.n_true,
         n_pred=overlap.n_pred,
+        touching_instance=touching_instance,
+        touching_objects=touching_objects,
+        n_touching=n_touching,
     )
 
 
@@ -269,7 +345,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, thresholds: Iterable[float] = 
         >>> s.pixel_f1, round(s.object_f1, 3)
         (1.0, 0.667)
     """
-    return scores_from_overlap(overlap_table(y_true, y_pred), thresholds)
+    overlap = overlap_table(y_true, y_pred)
+    return scores_from_overlap(overlap, thresholds, touching_flags(y_true, overlap.true_ids))
 
 
 def pool(scores: Iterable[Scores]) -> Scores:

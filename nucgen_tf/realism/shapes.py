@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage.morphology import convex_hull_image
 
+from nucgen_tf.eval.touching import touching_flags
 from nucgen_tf.realism import regions
 
 # name -> what one value is; per-nucleus unless it says otherwise.
@@ -65,16 +66,8 @@ def solidity(mask: np.ndarray) -> float:
 
 def touching(labels: np.ndarray) -> dict[int, bool]:
     """label -> True if any of its pixels has another nonzero label among its 3^ndim neighbours."""
-    big = np.iinfo(labels.dtype).max  # integer labels (`measure` checks): never a real label here
-    larger = ndi.maximum_filter(labels, size=3, mode="constant", cval=0) != labels
-    smaller = (
-        ndi.minimum_filter(np.where(labels > 0, labels, big), size=3, mode="constant", cval=big) != labels
-    )
-    contact = (labels > 0) & (larger | smaller)
     ids = regions.present_labels(labels)
-    if not len(ids):
-        return {}
-    return dict(zip(ids.tolist(), np.asarray(ndi.maximum(contact, labels, ids), bool).ravel().tolist()))
+    return dict(zip(ids.tolist(), touching_flags(labels, ids).tolist()))
 
 
 def nearest_neighbour_distances(labels: np.ndarray) -> np.ndarray:

@@ -95,16 +95,24 @@ def read_images(
     return LabeledImages(names, images, labels)
 
 
+# Every key of `figures`: a stored score dict without one of them predates it (rescore it).
+FIGURE_KEYS = (
+    "pixel_f1",
+    "instance_f1",
+    "instance_matched_f1",
+    "object_f1",
+    "touching_instance_f1",
+    "touching_object_f1",
+    "mean_ap",
+    "n_true",
+    "n_pred",
+    "n_touching",
+)
+
+
 def figures(scores: nuc_eval.Scores) -> dict[str, Any]:
-    """The score dict of pooled (or single-image) `nucgen_tf.eval` scores."""
-    return {
-        "pixel_f1": scores.pixel_f1,
-        "instance_f1": scores.instance_f1,
-        "object_f1": scores.object_f1,
-        "mean_ap": scores.mean_ap,
-        "n_true": scores.n_true,
-        "n_pred": scores.n_pred,
-    }
+    """The score dict of pooled (or single-image) `nucgen_tf.eval` scores (keys `FIGURE_KEYS`)."""
+    return {key: getattr(scores, key) for key in FIGURE_KEYS}
 
 
 def pooled_figures(truths: Iterable[np.ndarray], predictions: Iterable[np.ndarray]) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def test_evaluate_folders_per_image_and_pooled(tmp_path, ndim, truth_as_data_fol
         "threshold": 0.5, "tp": 1, "fp": 1, "fn": 0, "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "ap": 0.5,
     }  # fmt: skip
     table = evaluate.format_table(per_image, evaluate.pool(per_image.values()))
-    assert table.splitlines()[-1].split() == "pooled (n=2) 3 3 0.9780 0.7824 0.6667 0.2900".split()
+    assert table.splitlines()[-1].split() == "pooled (n=2) 3 3 0.9780 0.7824 0.7824 0.6667 0 0.0000 0.2900".split()
 
 
 def test_cli_writes_table_and_json(tmp_path):

@@ -220,3 +220,40 @@ def test_counts_and_scores_validate():
         Counts(0.5, 0, 0)
     with pytest.raises(ValueError, match="one Counts per threshold"):
         Scores(Counts(), Counts(), Counts(), objects=(Counts(),), thresholds=(0.5, 0.6))
+
+
+def test_touching_nuclei_scored_on_their_own():
+    """Two touching nuclei merged by the prediction, a false blob beside them, and a lone
+    nucleus found: the touching figures see the merge and the blob, not the lone nucleus."""
+    y_true = np.zeros((30, 30), np.int32)
+    y_true[2:8, 2:6] = 1  # 24 px, touches 2
+    y_true[2:8, 6:10] = 2  # 24 px
+    y_true[20:26, 20:26] = 3  # 36 px, alone
+    y_pred = np.zeros_like(y_true)
+    y_pred[2:8, 2:10] = 5  # the merge, 45 px once the blob takes 3: IoU 21/48 with 1, 24/45 with 2
+    y_pred[7:10, 2:5] = 6  # a 9-px blob, 3 px on nucleus 1 (its owner), the rest on background
+    y_pred[20:26, 20:26] = 7
+    s = score(y_true, y_pred)
+    assert s.n_touching == 2
+    # Objects: nucleus 2 matched, nucleus 1 missed, the blob a false positive.
+    assert s.touching_objects == Counts(tp=1, fp=1, fn=1)
+    # Pixels: only the matched pair's 24 shared px are true; the merge's and the blob's others are not.
+    assert s.touching_instance == Counts(tp=24, fp=45 + 9 - 24, fn=48 - 24)
+    # The lone nucleus counts only in the totals.
+    assert s.objects_at(0.5) == Counts(tp=2, fp=1, fn=1) and s.n_true == 3
+    pooled = pool([s, s])
+    assert pooled.touching_objects == Counts(2, 2, 2) and pooled.n_touching == 4
+    d = s.to_dict()
+    assert d["touching_object_f1"] == pytest.approx(0.5)
+    assert d["instance_matched_f1"] == pytest.approx(s.instance_matched.f1)
+
+
+def test_touching_flags_length_is_checked():
+    from nucgen_tf.eval import overlap_table, scores_from_overlap
+
+    y = np.zeros((8, 8), np.int32)
+    y[1:3, 1:3] = 1
+    overlap = overlap_table(y, y)
+    with pytest.raises(ValueError, match="one flag per true instance"):
+        scores_from_overlap(overlap, touching=np.zeros(2, bool))
+    assert scores_from_overlap(overlap).n_touching == 0

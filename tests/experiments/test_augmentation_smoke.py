@@ -96,8 +96,16 @@ def test_rerun_skips_finished_cells_and_scores_new_sets(smoke):
     extra = with_overrides(config, {"extra_eval": (("val_again", str(again_dir)),)})
     history = pathlib.Path(config.workdir) / "cells" / "n2" / "ours" / "seed0" / "segmenter" / "history.json"
     before = history.stat().st_mtime_ns
+    # A cell scored before the touching figures existed is rescored from its kept predictions.
+    result_path = history.parent.parent / runner.RESULT
+    old = json.loads(result_path.read_text())
+    expected = old["evals"]["test"]["touching_object_f1"]
+    del old["evals"]["test"]["touching_object_f1"]
+    result_path.write_text(json.dumps(old))
     again = runner.run_experiment(extra)
     assert history.stat().st_mtime_ns == before  # no segmenter was trained again
+    rescored = json.loads(result_path.read_text())["evals"]["test"]
+    assert rescored["touching_object_f1"] == pytest.approx(expected)
     assert again["summary"]["test"] == json.loads(json.dumps(document["summary"]["test"]))
     row = again["summary"]["val_again"]["2"]
     assert all(row[c]["instance_f1"]["n"] == 1 for c in CONDITIONS)

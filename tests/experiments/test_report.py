@@ -15,8 +15,13 @@ from nucgen_tf.experiments import report as R
 CONDITIONS = ("none", "p+CycleGAN", "r+p2p", "ours")
 
 
-def _cell(n_train, condition, seed, pixel, instance, obj, extra=None):
+def _cell(n_train, condition, seed, pixel, instance, obj, extra=None, later=None):
+    """A cell's figures; `later` adds the matched-pair and touching figures (older runs lack them)."""
     evals = {"test": {"pixel_f1": pixel, "instance_f1": instance, "object_f1": obj, "mean_ap": 0.5}}
+    if later is not None:
+        evals["test"].update(
+            instance_matched_f1=later, touching_instance_f1=later - 0.1, touching_object_f1=later - 0.2
+        )
     if extra is not None:
         evals["other"] = {"pixel_f1": extra, "instance_f1": extra, "object_f1": extra, "mean_ap": extra}
     return {"n_train": n_train, "condition": condition, "seed": seed, "evals": evals}
@@ -77,13 +82,24 @@ def test_markdown_table_has_table_one_layout(cells):
     text = R.markdown_table(row, CONDITIONS, "U-Net")
     lines = text.splitlines()
     assert lines[0] == (
-        "| Model | Aug method | Pixel F1 | Instance F1 (paper) | Object F1@0.5 "
-        "| Instance-F1 error cut vs none |"
+        "| Model | Aug method | Pixel F1 | Instance F1 (paper) | Instance F1 (matched pairs) | Object F1@0.5 "
+        "| Touching: instance F1 (matched) | Touching: object F1@0.5 | Instance-F1 error cut vs none |"
     )
-    assert lines[2] == "| U-Net | none | 0.9600 ± 0.0000 | 0.9000 ± 0.0141 | 0.8100 ± 0.0141 | – |"
-    assert lines[3] == "|  | p+CycleGAN | 0.9500 ± 0.0000 | 0.8900 ± 0.0141 | 0.8000 ± 0.0141 | -10.0% |"
-    assert lines[5] == "|  | ours | 0.9700 | 0.9500 | 0.9000 | +50.0% |"
+    # These cells predate the matched-pair and touching figures: "–", not "not run".
+    assert lines[2] == "| U-Net | none | 0.9600 ± 0.0000 | 0.9000 ± 0.0141 | – | 0.8100 ± 0.0141 | – | – | – |"
+    assert lines[3] == (
+        "|  | p+CycleGAN | 0.9500 ± 0.0000 | 0.8900 ± 0.0141 | – | 0.8000 ± 0.0141 | – | – | -10.0% |"
+    )
+    assert lines[5] == "|  | ours | 0.9700 | 0.9500 | – | 0.9000 | – | – | +50.0% |"
     assert len(lines) == 2 + len(CONDITIONS)
+
+
+def test_later_figures_fill_their_columns():
+    cells = [_cell(20, "none", 0, 0.96, 0.90, 0.80, later=0.88), _cell(20, "ours", 0, 0.97, 0.95, 0.90, later=0.9)]
+    row = R.summarize(cells, ("none", "ours"), (20,), "test")["20"]
+    lines = R.markdown_table(row, ("none", "ours"), "U-Net").splitlines()
+    assert lines[2] == "| U-Net | none | 0.9600 | 0.9000 | 0.8800 | 0.8000 | 0.7800 | 0.6800 | – |"
+    assert lines[3] == "|  | ours | 0.9700 | 0.9500 | 0.9000 | 0.9000 | 0.8000 | 0.7000 | +50.0% |"
 
 
 def test_3d_tables_name_voxel_f1(cells, tmp_path):
@@ -92,7 +108,7 @@ def test_3d_tables_name_voxel_f1(cells, tmp_path):
     assert header.startswith("| Model | Aug method | Voxel F1 | Instance F1 (paper) |")
     R.write_report(tmp_path, cells, CONDITIONS, (20,), ("test",), "U-Net (3D)", ndim=3)
     text = (tmp_path / "table.md").read_text()
-    assert "Tables II/III" in text and "voxels of instances" in text and "Pixel F1" not in text
+    assert "Tables II/III" in text and "voxels of predicted instances" in text and "Pixel F1" not in text
 
 
 def test_amount_table_and_missing_cells(cells):
@@ -111,13 +127,25 @@ def test_nice_ticks_cover_the_range():
     assert 3 <= len(ticks) <= 9
 
 
-def test_bar_chart_draws_each_metric(cells):
+def _colors_drawn(image: np.ndarray) -> int:
+    """How many of the metric colors cover more than 50 pixels."""
+    return sum(
+        np.count_nonzero(np.all(image == np.asarray(R.COLORS[k], np.uint8), axis=-1)) > 50
+        for k in range(len(R.METRICS))
+    )
+
+
+def test_bar_chart_draws_each_metric():
+    cells = [_cell(20, c, 0, 0.96, 0.9 + 0.01 * i, 0.8, later=0.85) for i, c in enumerate(CONDITIONS)]
     row = R.summarize(cells, CONDITIONS, (20,), "test")["20"]
     image = R.bar_chart(row, CONDITIONS, "test")
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    for k in range(len(R.METRICS)):  # one bar color per metric is present
-        color = np.asarray(R.COLORS[k], np.uint8)
-        assert np.count_nonzero(np.all(image == color, axis=-1)) > 50
+    assert _colors_drawn(image) == len(R.METRICS)  # one bar color per metric
+
+
+def test_bar_chart_of_older_cells_draws_the_metrics_they_have(cells):
+    row = R.summarize(cells, CONDITIONS, (20,), "test")["20"]
+    assert _colors_drawn(R.bar_chart(row, CONDITIONS, "test")) == 3
 
 
 def test_bar_chart_rejects_an_empty_row():

@@ -569,6 +569,8 @@ _STARDIST_SHARED = {
     "lr": "lr",
     "lr_final_fraction": "lr_final_fraction",
     "extra_fraction": "extra_fraction",
+    "schedule": "schedule",
+    "pretrain_steps": "pretrain_steps",
     "flips": "flips",
     "rot90": "rot90",
     "select_on": "select_on",
@@ -584,6 +586,7 @@ def define_segment_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Flags of both `segment` subcommands (one command, so one flag namespace)."""
     from nucgen_tf.models.segmenters import NORMS, SegmenterConfig
     from nucgen_tf.segment.config import SELECT_ON, InstanceConfig, SegmentTrainConfig
+    from nucgen_tf.segment.schedule import SCHEDULES
 
     t, n, i = SegmentTrainConfig(), SegmenterConfig(), InstanceConfig()
     kw = {"flag_values": fv}
@@ -614,6 +617,15 @@ def define_segment_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float(
         "extra_fraction", t.extra_fraction, "Share of patches drawn from --extra folders.", **kw
     )
+    flags.DEFINE_enum(
+        "schedule", t.schedule, list(SCHEDULES),
+        "How --extra patches are used: mixed in at --extra_fraction, or alone for --pretrain_steps "
+        "and then real only (pretrain_finetune).", **kw
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "pretrain_steps", t.pretrain_steps, "Synthetic-only steps of --schedule=pretrain_finetune "
+        "(part of --steps; a multiple of --eval_every).", **kw
+    )  # fmt: skip
     flags.DEFINE_bool("flips", t.flips, "Random flips along every axis.", **kw)
     flags.DEFINE_bool("rot90", t.rot90, "Random 90-degree rotations in YX (square patches).", **kw)
     flags.DEFINE_enum(
@@ -685,6 +697,8 @@ def segment_train_config_from_flags(fv: flags.FlagValues = FLAGS):
         dice_weight=f.dice_weight,
         boundary_width=f.boundary_width,
         extra_fraction=f.extra_fraction,
+        schedule=f.schedule,
+        pretrain_steps=f.pretrain_steps,
         flips=f.flips,
         rot90=f.rot90,
         eval_every=f.eval_every,
@@ -744,6 +758,8 @@ _EXPERIMENT_FIELDS = {
     "seg_depth": ("segmenter.network.depth", int),
     "seg_select_on": ("segmenter.select_on", str),
     "extra_fraction": ("segmenter.extra_fraction", float),
+    "seg_schedule": ("segmenter.schedule", str),
+    "seg_pretrain_steps": ("segmenter.pretrain_steps", int),
     "gan_patch": ("gan.patch_shape", _INT_LIST),
     "gan_batch": ("gan.batch_size", int),
     "gan_filters": ("gan.base_filters", int),
@@ -772,6 +788,8 @@ _STARDIST_FIELDS = {
     "seg_depth": "stardist.unet_n_depth",
     "seg_select_on": "stardist.select_on",
     "extra_fraction": "stardist.extra_fraction",
+    "seg_schedule": "stardist.schedule",
+    "seg_pretrain_steps": "stardist.pretrain_steps",
 }
 
 
@@ -855,6 +873,15 @@ def define_experiment_flags(fv: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float(
         "extra_fraction", None, f"Share of patches from synthetic data ({seg.extra_fraction}).", **kw
     )
+    flags.DEFINE_enum(
+        "seg_schedule", None, ["mixed", "pretrain_finetune"],
+        f"How cells use synthetic patches ({seg.schedule}): mixed in at --extra_fraction, or alone for "
+        "--seg_pretrain_steps, then real only; cells without synthetic data train on real only.", **kw
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "seg_pretrain_steps", None, "Synthetic-only steps of --seg_schedule=pretrain_finetune (within --seg_steps).",
+        **kw
+    )  # fmt: skip
     flags.DEFINE_integer("stardist_rays", None, f"StarDist: rays per object ({sd.n_rays}).", **kw)
     flags.DEFINE_list(
         "stardist_grid", None, f"StarDist: output grid per axis ({list(sd.grid)}; empty = automatic).", **kw

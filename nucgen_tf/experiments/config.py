@@ -53,6 +53,10 @@ LATER_SETTINGS = (
     (("ours_require_seed",), False),
     (("sensor_noise",), False),
     (("ours_margin",), 0),
+    (("segmenter", "schedule"), "mixed"),
+    (("segmenter", "pretrain_steps"), 0),
+    (("stardist", "schedule"), "mixed"),
+    (("stardist", "pretrain_steps"), 0),
 )
 
 

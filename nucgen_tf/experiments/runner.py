@@ -240,6 +240,8 @@ def run_cell(
         return result
     started = time.perf_counter()
     seg_config = dataclasses.replace(config.segmenter_config, seed=seed)
+    if synthetic is None:  # nothing to pretrain on: the same steps, all on real data
+        seg_config = dataclasses.replace(seg_config, schedule="mixed", pretrain_steps=0)
     folders = seg_data.Folders([amount.train], val_dir, [synthetic] if synthetic else ())
     trained = family.train(seg_config, folders, folder / "segmenter")
     trained_at = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from nucgen_tf.config import NormConfig
 from nucgen_tf.models.segmenters import SegmenterConfig, check_input_shape
 from nucgen_tf.runtime import PRECISIONS
+from nucgen_tf.segment.schedule import check_schedule
 
 SELECT_ON = ("instance_f1", "object_f1", "val_loss")
 
@@ -22,7 +23,7 @@ def check_training_fields(config: Any, select_on: tuple[str, ...]) -> None:
 
     Args:
         config: a training config with steps, eval_every, lr, lr_final_fraction,
-            extra_fraction, rot90, patch_shape and select_on.
+            extra_fraction, rot90, patch_shape, select_on, schedule and pretrain_steps.
         select_on: the validation scores this family can select on.
 
     Raises:
@@ -50,6 +51,7 @@ def check_training_fields(config: Any, select_on: tuple[str, ...]) -> None:
         )
     if config.select_on not in select_on:
         raise ValueError(f"`select_on` must be one of {select_on}. Received: select_on={config.select_on!r}")
+    check_schedule(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,10 @@ class SegmentTrainConfig:
         boundary_width: width of the boundary class in pixels.
         extra_fraction: share of patches drawn from the extra (e.g. synthetic) folders
             when any are given, so that a large synthetic set does not drown the real one.
+        schedule: "mixed" (extra patches mixed in at `extra_fraction` all along) or
+            "pretrain_finetune" (extra patches only for `pretrain_steps`, then real only);
+            see `nucgen_tf.segment.schedule`.
+        pretrain_steps: steps of the synthetic-only phase ("pretrain_finetune"; else 0).
         flips: random flips along every spatial axis.
         rot90: random 90-degree rotations in YX (needs a square YX patch).
         eval_every: steps between validations (model selection) and checkpoints; `steps`
@@ -127,6 +133,8 @@ class SegmentTrainConfig:
     dice_weight: float = 0.0
     boundary_width: int = 1
     extra_fraction: float = 0.5
+    schedule: str = "mixed"
+    pretrain_steps: int = 0
     flips: bool = True
     rot90: bool = True
     eval_every: int = 250

@@ -46,6 +46,7 @@ from nucgen_tf.data import normalize as nz
 from nucgen_tf.models import segmenters
 from nucgen_tf.segment import data as seg_data
 from nucgen_tf.segment import predict as sp
+from nucgen_tf.segment import schedule
 from nucgen_tf.segment.config import SegmentTrainConfig
 from nucgen_tf.segment.instances import instances_from_probabilities
 from nucgen_tf.segment.targets import three_class_target
@@ -106,15 +107,19 @@ def patch_dataset(
     Args:
         real: the real training images.
         extra: extra (synthetic) images, or None.
-        config: patch shape, batch size, augmentation, `extra_fraction` and seed.
+        config: patch shape, batch size, augmentation, `extra_fraction`, schedule and seed.
         start: index of the first patch (a resumed run passes step * batch_size).
     """
     ndim = config.ndim
     patch_shape = config.patch_shape
-    sets = [real] if extra is None or len(extra) == 0 or config.extra_fraction == 0 else [real, extra]
-    if config.extra_fraction == 1.0 and len(sets) == 2:
+    phased = schedule.is_phased(config)
+    no_extra = extra is None or len(extra) == 0
+    sets = [real] if no_extra or (config.extra_fraction == 0 and not phased) else [real, extra]
+    if config.extra_fraction == 1.0 and len(sets) == 2 and not phased:
         sets = [extra]
     fraction = config.extra_fraction if len(sets) == 2 else 0.0
+    # pretrain_finetune: patch k belongs to step k // batch_size; synthetic only before the switch.
+    switch = tf.constant(config.pretrain_steps * config.batch_size, tf.int64)
     sizes = tf.constant([len(s) for s in sets], tf.int64)
 
     def load_np(which, index):
@@ -127,7 +132,12 @@ def patch_dataset(
         seed = tf.stack([tf.constant(config.seed % 2**63, tf.int64), counter])
         pick_seed = tf.stack([tf.constant((config.seed ^ _PICK_STREAM) % 2**63, tf.int64), counter])
         u = tf.random.stateless_uniform([2], seed=pick_seed, dtype=tf.float32)
-        which = tf.cast(u[0] < fraction, tf.int64) if len(sets) == 2 else tf.constant(0, tf.int64)
+        if len(sets) == 1:
+            which = tf.constant(0, tf.int64)
+        elif phased:
+            which = tf.cast(counter < switch, tf.int64)
+        else:
+            which = tf.cast(u[0] < fraction, tf.int64)
         n = tf.gather(sizes, which)
         index = tf.minimum(tf.cast(tf.floor(u[1] * tf.cast(n, tf.float32)), tf.int64), n - 1)
         image, target = tf.numpy_function(load_np, [which, index], [tf.float32, tf.int32], stateful=False)
@@ -244,7 +254,7 @@ class _Run:
             **scores,
         }
         self.history.append(entry)
-        improved = self._is_better(scores)
+        improved = schedule.selectable(self.config, step) and self._is_better(scores)
         if improved:
             self.best = {"step": step, **scores}
             save_model(self.model, self.out_dir, self._sidecar(step, scores), self.twin)
@@ -316,10 +326,7 @@ def save_model(
 
 
 def _optimizer(config: SegmentTrainConfig) -> keras.optimizers.Optimizer:
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.lr, decay_steps=config.steps, alpha=config.lr_final_fraction
-    )
-    return keras.optimizers.Adam(schedule)
+    return keras.optimizers.Adam(schedule.learning_rate(config))
 
 
 def train_segmenter(
@@ -373,6 +380,8 @@ def _train(config: SegmentTrainConfig, folders: seg_data.Folders, out_dir: PathL
     )
     real = load_image_set(real_pairs, config, stats)
     extra = load_image_set(seg_data.list_pairs(folders.extra), config, stats) if folders.extra else None
+    if schedule.is_phased(config) and extra is None:
+        raise io.DataError(out_dir, "schedule 'pretrain_finetune' needs extra (synthetic) training folders")
     val = None
     if folders.val is not None:
         val = load_image_set(seg_data.list_pairs([folders.val]), config, stats, keep_labels=True)

@@ -109,6 +109,20 @@ def test_ours_margin_is_a_setting_only_when_set():
     assert settings_record(on)["ours_margin"] == 32
 
 
+def test_segmenter_schedule_is_a_setting_only_when_phased():
+    from nucgen_tf.experiments.runner import settings_record
+
+    base = ["--preset=smoke", "--data_root=/data", "--workdir=/w", "--seg_steps=40", "--seg_eval_every=20"]
+    mixed = _parse(base)
+    phased = _parse([*base, "--seg_schedule=pretrain_finetune", "--seg_pretrain_steps=20"])
+    assert mixed.segmenter.schedule == "mixed" and mixed.segmenter.pretrain_steps == 0
+    assert phased.segmenter.schedule == "pretrain_finetune" and phased.segmenter.pretrain_steps == 20
+    assert "schedule" not in settings_record(mixed)["segmenter"]  # older workdirs stay valid
+    assert settings_record(phased)["segmenter"]["pretrain_steps"] == 20
+    stardist = _parse([*base, "--segmenter=stardist", "--seg_schedule=pretrain_finetune", "--seg_pretrain_steps=20"])
+    assert stardist.stardist.schedule == "pretrain_finetune" and stardist.stardist.pretrain_steps == 20
+
+
 def test_sensor_noise_is_on_by_default_and_a_setting_only_when_on():
     from nucgen_tf.experiments.runner import settings_record
 

@@ -46,6 +46,8 @@ class StardistTrainConfig:
         lr_final_fraction: final learning rate as a fraction of `lr`.
         extra_fraction: share of patches drawn from the extra (e.g. synthetic) folders when
             any are given, as `SegmentTrainConfig.extra_fraction`.
+        schedule, pretrain_steps: mixed in, or synthetic first then real, as
+            `SegmentTrainConfig` (`nucgen_tf.segment.schedule`).
         anisotropy: 3D only: voxel anisotropy (Z, Y, X) of the objects, which shapes the rays
             and the EDT targets; () = estimated from the real training masks as StarDist's
             examples do (median object extent per axis, max extent / extent). Must be () in 2D.
@@ -69,6 +71,8 @@ class StardistTrainConfig:
     lr: float = 1e-3
     lr_final_fraction: float = 0.02
     extra_fraction: float = 0.5
+    schedule: str = "mixed"
+    pretrain_steps: int = 0
     anisotropy: tuple[float, ...] = ()
     flips: bool = True
     rot90: bool = True

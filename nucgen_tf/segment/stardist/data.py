@@ -14,6 +14,7 @@ import numpy as np
 
 from nucgen_tf import io
 from nucgen_tf.segment import data as seg_data
+from nucgen_tf.segment import schedule
 from nucgen_tf.segment.data import LabeledImages
 from nucgen_tf.segment.stardist.config import StardistTrainConfig
 from nucgen_tf.segment.stardist.network import normalize_image
@@ -45,10 +46,11 @@ def sample_batch(
     have drawn without the interruption.
     """
     rng = np.random.default_rng((config.seed, step))
-    use_extra = extra is not None and len(extra) > 0 and config.extra_fraction > 0
+    fraction = schedule.extra_fraction_at(config, step)
+    use_extra = extra is not None and len(extra) > 0 and fraction > 0
     xs, ys = [], []
     for _ in range(config.batch_size):
-        chosen = extra if use_extra and rng.random() < config.extra_fraction else real
+        chosen = extra if use_extra and rng.random() < fraction else real
         k = int(rng.integers(len(chosen)))
         x, y = _crop(chosen.images[k], chosen.labels[k], config.patch_shape, rng)
         if config.flips:

@@ -36,6 +36,7 @@ from absl import logging
 from nucgen_tf import io
 from nucgen_tf.config import to_dict
 from nucgen_tf.segment import data as seg_data
+from nucgen_tf.segment import schedule
 from nucgen_tf.segment.data import PathLike
 from nucgen_tf.segment.stardist.config import (
     DEFAULT_THRESHOLDS,
@@ -109,7 +110,7 @@ def train(config: StardistTrainConfig, folders: seg_data.Folders, out_dir: PathL
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_record = {
-        "config": to_dict(config),
+        "config": schedule.record_without_defaults(to_dict(config)),
         "train_dirs": _resolved(folders.train),
         "extra_dirs": _resolved(folders.extra),
         "val_dir": None if folders.val is None else _resolved([folders.val])[0],
@@ -130,6 +131,8 @@ def train(config: StardistTrainConfig, folders: seg_data.Folders, out_dir: PathL
     keras.utils.set_random_seed(config.seed)
     real = load_images(seg_data.list_pairs(folders.train), config)
     extra = load_images(seg_data.list_pairs(folders.extra), config) if folders.extra else None
+    if schedule.is_phased(config) and extra is None:
+        raise io.DataError(out_dir, "schedule 'pretrain_finetune' needs extra (synthetic) training folders")
     val = None if folders.val is None else load_images(seg_data.list_pairs([folders.val]), config)
     grid, anisotropy = resolve_geometry(config, real.labels)
     logging.info(
@@ -141,10 +144,7 @@ def train(config: StardistTrainConfig, folders: seg_data.Folders, out_dir: PathL
     )  # fmt: skip
 
     model = build_stardist(config, out_dir, grid, anisotropy)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.lr, decay_steps=config.steps, alpha=config.lr_final_fraction
-    )
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = keras.optimizers.Adam(schedule.learning_rate(config))
     with quiet():
         model.prepare_for_training(optimizer)
     keras_model = model.keras_model
@@ -202,7 +202,9 @@ def train(config: StardistTrainConfig, folders: seg_data.Folders, out_dir: PathL
             scores = {} if val is None else validate(model, val, DEFAULT_THRESHOLDS)
             entry = {"step": done, "loss": float(np.mean(losses)), "seconds_per_step": seconds, **scores}
             key = config.select_on
-            improved = not scores or best is None or scores[key] > best.get(key, -math.inf)
+            improved = schedule.selectable(config, done) and (
+                not scores or best is None or scores[key] > best.get(key, -math.inf)
+            )
             if improved:
                 best = {"step": done, **scores}
                 _save_weights(keras_model, out_dir)

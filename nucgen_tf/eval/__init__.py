@@ -18,6 +18,7 @@ from nucgen_tf.eval.metrics import (
     score,
     scores_from_overlap,
 )
+from nucgen_tf.eval.touching import touching_flags
 
 __all__ = [
     "DSB_THRESHOLDS",
@@ -32,4 +33,5 @@ __all__ = [
     "pool",
     "score",
     "scores_from_overlap",
+    "touching_flags",
 ]

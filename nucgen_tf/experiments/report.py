@@ -297,6 +297,32 @@ def gain_chart(summary: Mapping[str, Mapping[str, Any]], conditions: Sequence[st
     return _stack(charts)
 
 
+def val_curve_chart(
+    cells: Sequence[Mapping[str, Any]], conditions: Sequence[str], amount: int, title: str
+) -> np.ndarray | None:
+    """Validation instance F1 against training step, per condition (mean ± std over seeds), of
+    the cells of one amount: a run long enough ends flat. None when no cell has a curve."""
+    chosen = [c for c in cells if c["n_train"] == amount and c.get("val_curve")]
+    steps = sorted({p["step"] for c in chosen for p in c["val_curve"] if "instance_f1" in p})
+    if not steps:
+        return None
+    series = {}
+    for condition in conditions:
+        curves = [
+            {p["step"]: p["instance_f1"] for p in c["val_curve"] if "instance_f1" in p}
+            for c in chosen
+            if c["condition"] == condition
+        ]
+        if curves:
+            points = [mean_std([curve[s] for curve in curves if s in curve]) for s in steps]
+            series[condition] = [(p["mean"], p["std"]) for p in points]
+    color = {c: COLORS[i % len(COLORS)] for i, c in enumerate(conditions)}
+    chart = line_chart(
+        [str(s) for s in steps], series, title, "val instance F1", colors=[color[c] for c in series]
+    )
+    return chart
+
+
 def _family(cell: Mapping[str, Any]) -> str:
     # Cells written before StarDist existed carry no family: they are U-Net cells.
     return cell.get("segmenter_family", "unet")
@@ -312,12 +338,14 @@ def write_report(
     meta: Mapping[str, Any] | None = None,
     ndim: int = 2,
 ) -> dict[str, Any]:
-    """Writes `table.md`, `results.json`, `bars.png` (and `gain_vs_amount.png`) into `out_dir`.
+    """Writes `table.md`, `results.json`, `bars.png` (and `gain_vs_amount.png`, `val_curves.png`)
+    into `out_dir`.
 
     Args:
         out_dir: report folder.
-        cells: finished cells, each {"n_train", "condition", "seed", "evals": {set: {metric: value}}}
-            and, with several families, "segmenter_family" (default "unet").
+        cells: finished cells, each {"n_train", "condition", "seed", "evals": {set: {metric: value}}},
+            optionally "val_curve" ([{"step", "instance_f1"}, ...]) and, with several families,
+            "segmenter_family" (default "unet").
         conditions: in table order.
         amounts: training amounts, in order.
         eval_sets: evaluation sets to report ("test" first; extra sets get their own tables).
@@ -344,11 +372,16 @@ def write_report(
     }
     several = len(by_model) > 1
     files = {"table": "table.md", "json": "results.json"}
-    bars, gains = [], []
-    for name, summaries in by_model.items():
+    bars, gains, curves = [], [], []
+    for family, (name, summaries) in zip(families, by_model.items()):
         test = summaries[eval_sets[0]]
         suffix = f", {name.split(' (')[0]}" if several else ""
         finished = [a for a, row in test.items() if any(row[c]["instance_f1"]["n"] for c in conditions)]
+        own = [c for c in cells if family is None or _family(c) == family]
+        for a in finished:
+            chart = val_curve_chart(own, conditions, int(a), f"val instance F1 by training step, n_train = {a}{suffix}")
+            if chart is not None:
+                curves.append(chart)
         bars += [
             bar_chart(test[a], conditions, f"{eval_sets[0]}, n_train = {a}{suffix}", ndim) for a in finished
         ]
@@ -360,6 +393,9 @@ def write_report(
     if gains:
         io.write_png(out_dir / "gain_vs_amount.png", _stack(gains))
         files["gain_vs_amount"] = "gain_vs_amount.png"
+    if curves:
+        io.write_png(out_dir / "val_curves.png", _stack(curves))
+        files["val_curves"] = "val_curves.png"
     text = models_report(by_model, conditions, files, ndim)
     with io.atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(text, encoding="utf-8")

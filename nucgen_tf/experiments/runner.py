@@ -236,6 +236,8 @@ def run_cell(
                 result["evals"][name] = seg_family.evaluate_segmenter(
                     segmenter, sets[name], folder / "pred" / name
                 )
+        if missing or "val_curve" not in result:  # cells from before the curves: read them once
+            result["val_curve"] = val_curve(folder / "segmenter")
             io.write_json(path, result)
         return result
     started = time.perf_counter()
@@ -262,12 +264,24 @@ def run_cell(
         "segmenter_family": family.name,
         "model": family.model_name(seg_config),
         "segmenter_config": to_dict(seg_config),
+        "val_curve": val_curve(trained.model_dir),
     }
     io.write_json(path, result)
     import keras
 
     keras.backend.clear_session()
     return result
+
+
+def val_curve(model_dir: pathlib.Path) -> list[dict]:
+    """The validation scores of every round of a segmenter run (its `history.json`, any family):
+    whether the run was long enough shows as a flat end."""
+    path = pathlib.Path(model_dir) / "history.json"
+    if not path.is_file():
+        return []
+    history = json.loads(path.read_text(encoding="utf-8")).get("history", [])
+    keys = ("step", "loss", "instance_f1", "object_f1")
+    return [{k: entry[k] for k in keys if k in entry} for entry in history]
 
 
 def _finished_cells(config: ExperimentConfig, family: str | None = None) -> list[dict]:

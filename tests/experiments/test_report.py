@@ -176,3 +176,27 @@ def test_write_report_one_amount_has_no_gain_chart(tmp_path, cells):
     document = R.write_report(tmp_path, [c for c in cells if c["n_train"] == 20], CONDITIONS, (20,))
     assert "gain_vs_amount" not in document["files"]
     assert not (tmp_path / "gain_vs_amount.png").exists()
+
+
+def test_val_curves_show_each_condition_over_training(tmp_path):
+    curve = lambda top: [{"step": s, "loss": 1.0, "instance_f1": top * s / 750} for s in (250, 500, 750)]  # noqa: E731
+    cells = [
+        {**_cell(20, "none", seed, 0.96, 0.90, 0.8), "val_curve": curve(0.9)} for seed in (0, 1)
+    ] + [{**_cell(20, "ours", 0, 0.97, 0.95, 0.9), "val_curve": curve(0.95)}, _cell(5, "none", 0, 0.9, 0.8, 0.7)]
+    chart = R.val_curve_chart(cells, ("none", "ours"), 20, "val")
+    for k in (0, 1):  # one line color per condition with a curve
+        assert np.count_nonzero(np.all(chart == np.asarray(R.COLORS[k], np.uint8), axis=-1)) > 50
+    assert R.val_curve_chart(cells, ("none", "ours"), 5, "val") is None  # no curve at that amount
+    document = R.write_report(tmp_path, cells, ("none", "ours"), (5, 20), ("test",), "U-Net")
+    assert document["files"]["val_curves"] == "val_curves.png"
+    with Image.open(tmp_path / "val_curves.png") as image:
+        assert image.width > 300
+
+
+def test_runner_reads_the_validation_curve(tmp_path):
+    from nucgen_tf.experiments.runner import val_curve
+
+    history = {"history": [{"step": 250, "loss": 0.5, "instance_f1": 0.9, "seconds_per_step": 0.1}], "best": None}
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    assert val_curve(tmp_path) == [{"step": 250, "loss": 0.5, "instance_f1": 0.9}]
+    assert val_curve(tmp_path / "missing") == []

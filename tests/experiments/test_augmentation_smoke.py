@@ -59,7 +59,7 @@ def test_table_and_plot(smoke):
     text = (report / "table.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + len(CONDITIONS)
-    assert rows[0].startswith("| Model | Aug method | Pixel F1 | Instance F1 (paper) | Object F1@0.5")
+    assert rows[0].startswith("| Model | Aug method | Pixel F1 | Instance F1 (paper) | Instance F1 (matched pairs) | Object F1@0.5")
     for condition, line in zip(CONDITIONS, rows[1:]):
         assert f"| {condition} | " in line and "not run" not in line
     with Image.open(report / "bars.png") as image:

@@ -11,6 +11,7 @@
 from nucgen_tf.eval.matching import Matches, Overlap, check_label_pair, match, overlap_table
 from nucgen_tf.eval.metrics import (
     DSB_THRESHOLDS,
+    F1_FIGURES,
     PAPER_IOU,
     Counts,
     Scores,
@@ -22,6 +23,7 @@ from nucgen_tf.eval.touching import touching_flags
 
 __all__ = [
     "DSB_THRESHOLDS",
+    "F1_FIGURES",
     "PAPER_IOU",
     "Counts",
     "Matches",

@@ -44,8 +44,17 @@ import numpy as np
 from nucgen_tf.eval.matching import Matches, Overlap, match, overlap_table
 from nucgen_tf.eval.touching import touching_flags
 
-__all__ = ["DSB_THRESHOLDS", "PAPER_IOU", "Counts", "Scores", "pool", "score", "scores_from_overlap"]
+__all__ = ["DSB_THRESHOLDS", "F1_FIGURES", "PAPER_IOU", "Counts", "Scores", "pool", "score", "scores_from_overlap"]
 
+# The F1 figures of `Scores` that tables report, in their column order (property names).
+F1_FIGURES = (
+    "pixel_f1",
+    "instance_f1",
+    "instance_matched_f1",
+    "object_f1",
+    "touching_instance_f1",
+    "touching_object_f1",
+)
 # IoU at which an instance counts as correctly detected, in the paper and for object F1.
 PAPER_IOU = 0.5
 # 0.5, 0.55, ..., 0.95; round() gives the double nearest each decimal, which is also what an

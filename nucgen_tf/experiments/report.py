@@ -26,15 +26,9 @@ import numpy as np
 
 from nucgen_tf import io, viz
 from nucgen_tf.charts import COLORS, Canvas, line_chart, tick_range
+from nucgen_tf.eval.metrics import F1_FIGURES
 
-METRICS = (
-    "pixel_f1",
-    "instance_f1",
-    "instance_matched_f1",
-    "object_f1",
-    "touching_instance_f1",
-    "touching_object_f1",
-)
+METRICS = F1_FIGURES
 METRIC_LABELS = {
     "pixel_f1": "Pixel F1",
     "instance_f1": "Instance F1 (paper)",

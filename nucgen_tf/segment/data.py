@@ -96,18 +96,7 @@ def read_images(
 
 
 # Every key of `figures`: a stored score dict without one of them predates it (rescore it).
-FIGURE_KEYS = (
-    "pixel_f1",
-    "instance_f1",
-    "instance_matched_f1",
-    "object_f1",
-    "touching_instance_f1",
-    "touching_object_f1",
-    "mean_ap",
-    "n_true",
-    "n_pred",
-    "n_touching",
-)
+FIGURE_KEYS = (*nuc_eval.F1_FIGURES, "mean_ap", "n_true", "n_pred", "n_touching")
 
 
 def figures(scores: nuc_eval.Scores) -> dict[str, Any]:
